@@ -1,0 +1,196 @@
+"""The `imagerank` command line: one command per verb, a thin layer over the library.
+
+Exit codes: 0 success; 1 error (nothing was changed); 2 usage error; 3 indexing finished but some files were
+skipped (each one is reported on stderr with its reason).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from imagerank.decoding import IMAGE_EXTENSIONS
+from imagerank.errors import ImageRankError
+from imagerank.index import Index, IndexReport
+from imagerank.models import DEFAULT_MODEL, get_backbone_entry, list_backbones, offline_weights_path
+
+EXIT_ERROR = 1
+EXIT_SKIPPED = 3
+
+app = typer.Typer(
+    name="imagerank",
+    help="Semantic image search: index a folder of images, then find the images that mean the same thing.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+IndexOption = Annotated[
+    Path, typer.Option("--index", "-i", envvar="IMAGERANK_INDEX", help="Index directory.", show_default=True)
+]
+WeightsOption = Annotated[
+    Path | None,
+    typer.Option("--weights", help="State-dict file to use instead of installed or downloaded weights."),
+]
+EngineOption = Annotated[
+    str, typer.Option("--engine", help="Inference engine: auto, onnx (fast on CPU) or torch (GPU: --device).")
+]
+
+
+def fail(error: Exception) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+    return typer.Exit(EXIT_ERROR)
+
+
+@app.command("index")
+def index_command(
+    folder: Annotated[Path, typer.Argument(help="Folder of images (one subfolder per label is optional).")],
+    index: IndexOption = Path("imagerank.index"),
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help=f"Backbone for a new index [default: {DEFAULT_MODEL}].")
+    ] = None,
+    weights: WeightsOption = None,
+    engine: EngineOption = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    extensions: Annotated[
+        str, typer.Option("--extensions", help="Comma-separated file extensions to index.")
+    ] = ",".join(sorted(IMAGE_EXTENSIONS)),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Embed every image under FOLDER into the index; later runs embed only new or changed files."""
+    try:
+        with Index.open_or_create(index, model=model, weights=weights, engine=engine) as opened:
+            report = opened.sync(
+                folder,
+                extensions=[part.strip() for part in extensions.split(",") if part.strip()],
+                batch_size=batch_size,
+                show_progress_bar=not quiet,
+            )
+    except ImageRankError as error:
+        raise fail(error) from error
+    report_skipped(report)
+    err.print(f"{index}: {report.summary()}", highlight=False)
+    if report.skipped:
+        raise typer.Exit(EXIT_SKIPPED)
+
+
+def report_skipped(report: IndexReport) -> None:
+    for problem in report.skipped:
+        err.print(f"[yellow]skipped[/] {problem.path}: {problem.reason}", highlight=False)
+
+
+@app.command("search")
+def search_command(
+    query: Annotated[Path | None, typer.Argument(help="Query image file.")] = None,
+    index: IndexOption = Path("imagerank.index"),
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of results.")] = 10,
+    image_id: Annotated[
+        int | None, typer.Option("--id", help="Search with an indexed image (by id) instead of a file.")
+    ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="Only return images with this label (repeatable).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    weights: WeightsOption = None,
+    engine: EngineOption = "auto",
+) -> None:
+    """Rank the indexed images by similarity in meaning to a query image."""
+    if (query is None) == (image_id is None):
+        err.print("error: give either a QUERY image file or --id, not both")
+        raise typer.Exit(2)
+    try:
+        with Index.open(index, weights=weights, engine=engine) as opened:
+            if image_id is not None:
+                scores, ids = opened.search_by_id(image_id, k, labels=label)
+            else:
+                scores, ids = opened.search(query, k, labels=label)
+            results = [
+                {"rank": rank, "id": record.id, "score": round(float(score), 6), "path": record.path, "label": record.label}
+                for rank, (score, record) in enumerate(zip(scores[0], opened.records(ids[0])), start=1)
+            ]
+    except KeyError as error:
+        raise fail(ImageRankError(error.args[0])) from error
+    except ImageRankError as error:
+        raise fail(error) from error
+    if as_json:
+        source = {"id": image_id} if image_id is not None else {"file": str(query)}
+        print(json.dumps({"query": source, "model": opened.model, "results": results}, indent=2))
+        return
+    table = Table(title=f"Top {len(results)} for {query or f'id {image_id}'}")
+    for column, justify in (("rank", "right"), ("score", "right"), ("path", "left"), ("label", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for result in results:
+        table.add_row(str(result["rank"]), f"{result['score']:.4f}", result["path"], result["label"] or "")
+    out.print(table)
+
+
+@app.command("info")
+def info_command(
+    index: IndexOption = Path("imagerank.index"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Describe an index: model, number of images, labels, size on disk."""
+    try:
+        with Index.open(index) as opened:
+            info = opened.info()
+    except ImageRankError as error:
+        raise fail(error) from error
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    labels = info["labels"]
+    shown = ", ".join(f"{name} ({count})" for name, count in list(labels.items())[:12])
+    more = f", ... ({len(labels)} labels)" if len(labels) > 12 else ""
+    table = Table(show_header=False, title=str(index))
+    for key, value in (
+        ("model", f"{info['model']} ({info['dim']}-d)"),
+        ("weights", info["weights_id"]),
+        ("images", str(info["count"])),
+        ("labels", shown + more),
+        ("root", str(info["root"])),
+        ("size on disk", f"{info['size_bytes'] / 2**20:.1f} MiB"),
+        ("created", f"{info['created']} (imagerank {info['imagerank_version']})"),
+    ):
+        table.add_row(key, value)
+    out.print(table)
+
+
+@app.command("models")
+def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the backbones, their embedding size, and whether their weights are available offline."""
+    rows = []
+    for name in list_backbones():
+        entry = get_backbone_entry(name)
+        local = offline_weights_path(name)
+        rows.append(
+            {
+                "name": name,
+                "dim": entry.spec.dim,
+                "input": f"{entry.spec.input_size}px (resize {entry.spec.resize_size}, {entry.spec.interpolation})",
+                "offline": local is not None,
+                "weights": str(local) if local else f"download ({entry.weights_file})",
+                "description": entry.description,
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="Backbones (any timm model also works as timm:<name>)")
+    for column in ("name", "dim", "input", "offline", "weights"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], str(row["dim"]), row["input"], "yes" if row["offline"] else "no", row["weights"])
+    out.print(table)
+
+
+@app.callback()
+def configure(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")

@@ -1,0 +1,343 @@
+"""`Index`: a folder of images embedded with one backbone, kept in a store, searchable by image or vector.
+
+Indexing is incremental: a file whose size and modification time are unchanged is not read again, a file
+whose content changed is embedded again (keeping its id), and files gone from the folder are dropped. Each
+batch is committed on its own, so an interrupted run keeps what it finished and the next run resumes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from imagerank import __version__
+from imagerank.decoding import IMAGE_EXTENSIONS, file_digest, scan_image_files
+from imagerank.embedding import Embedder, create_embedder
+from imagerank.errors import BadImageError, ImageRankError, ModelMismatchError
+from imagerank.models import DEFAULT_MODEL
+from imagerank.store import FaissStore, ImageRecord, read_manifest, write_json_atomically
+
+FORMAT = "imagerank-index"
+FORMAT_VERSION = 1
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass
+class IndexReport:
+    """What one indexing run did."""
+
+    indexed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: list[BadImageError] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.indexed)} indexed, {len(self.unchanged)} unchanged, "
+            f"{len(self.removed)} removed, {len(self.skipped)} skipped"
+        )
+
+
+class Index:
+    """An on-disk image index. Create it with `Index.create`, reopen it with `Index.open`.
+
+    Example:
+        >>> index = Index.create("photos.index", model="mobilenet_v2")
+        >>> index.sync("photos/")
+        >>> scores, ids = index.search("query.jpg", k=10)
+        >>> index.records(ids[0])
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        manifest: dict,
+        store: FaissStore,
+        embedder: Embedder | None = None,
+        weights: str | Path | None = None,
+        engine: str = "auto",
+    ) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.store = store
+        self._embedder = embedder
+        self._weights = weights
+        self._engine = engine
+
+    @classmethod
+    def create(
+        cls,
+        directory: str | Path,
+        model: str = DEFAULT_MODEL,
+        weights: str | Path | None = None,
+        engine: str = "auto",
+        embedder: Embedder | None = None,
+    ) -> Index:
+        """A new empty index at `directory` (which must not hold an index yet)."""
+        directory = Path(directory)
+        if (directory / "manifest.json").exists():
+            raise ImageRankError(f"an index already exists at {directory}; use Index.open")
+        embedder = embedder or create_embedder(model, weights=weights, engine=engine)
+        spec = embedder.spec
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": spec.name,
+            "weights_id": spec.weights_id,
+            "weights_file": str(Path(weights).resolve()) if weights else None,
+            "dim": spec.dim,
+            "metric": "cosine",
+            "preprocessing": spec.preprocessing(),
+            "imagerank_version": __version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "root": None,
+        }
+        directory.mkdir(parents=True, exist_ok=True)
+        store = FaissStore(directory, spec.dim)
+        write_json_atomically(directory / "manifest.json", manifest)
+        return cls(directory, manifest, store, embedder)
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | Path,
+        weights: str | Path | None = None,
+        engine: str = "auto",
+        embedder: Embedder | None = None,
+    ) -> Index:
+        """Open an existing index. The backbone is loaded only when an image has to be embedded."""
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        if manifest.get("format") != FORMAT:
+            raise ImageRankError(f"{directory} is not an imagerank index")
+        store = FaissStore(directory, int(manifest["dim"]))
+        index = cls(directory, manifest, store, embedder, weights or manifest.get("weights_file"), engine)
+        if embedder is not None:
+            index._check_embedder(embedder)
+        return index
+
+    @classmethod
+    def open_or_create(
+        cls,
+        directory: str | Path,
+        model: str | None = None,
+        weights: str | Path | None = None,
+        engine: str = "auto",
+    ) -> Index:
+        """Open the index at `directory`, or create it with `model` (default: mobilenet_v2)."""
+        if (Path(directory) / "manifest.json").exists():
+            index = cls.open(directory, weights=weights, engine=engine)
+            if model is not None and model != index.model:
+                raise ModelMismatchError(
+                    f"the index at {directory} holds {index.model} vectors; it cannot take {model} "
+                    f"vectors (use another --index directory)"
+                )
+            return index
+        return cls.create(directory, model=model or DEFAULT_MODEL, weights=weights, engine=engine)
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    @property
+    def model(self) -> str:
+        return str(self.manifest["model"])
+
+    @property
+    def root(self) -> Path | None:
+        root = self.manifest.get("root")
+        return Path(root) if root else None
+
+    @property
+    def embedder(self) -> Embedder:
+        """The backbone that made this index's vectors, loaded on first use."""
+        if self._embedder is None:
+            embedder = create_embedder(self.model, weights=self._weights, engine=self._engine)
+            self._check_embedder(embedder)
+            self._embedder = embedder
+        return self._embedder
+
+    def sync(
+        self,
+        root: str | Path,
+        extensions: Iterable[str] = IMAGE_EXTENSIONS,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+    ) -> IndexReport:
+        """Bring the index in line with the folder: embed new and changed files, drop deleted ones."""
+        root = self._claim_root(Path(root))
+        scan = scan_image_files(root, extensions)
+        report = IndexReport(skipped=list(scan.problems))
+        known = {record.path: record for record in self.store.all_records()}
+        present = {_relative(path, root) for path in scan.files}
+        changed = []
+        for path in scan.files:
+            record = known.get(_relative(path, root))
+            if record is not None and _same_stat(record, path):
+                report.unchanged.append(record.path)
+            else:
+                changed.append(path)
+        self._embed_and_store(changed, root, batch_size, show_progress_bar, report)
+        gone = [record for path, record in known.items() if path not in present]
+        self.store.delete([record.id for record in gone if record.id is not None])
+        report.removed = [record.path for record in gone]
+        self.store.flush()
+        return report
+
+    def add(
+        self, paths: Sequence[str | Path], batch_size: int = 32, show_progress_bar: bool = False
+    ) -> IndexReport:
+        """Embed and store the given files (under the index's root; the first call sets the root)."""
+        files = [Path(path).absolute() for path in paths]
+        root = self.root or Path(os.path.commonpath([path.parent for path in files] or [Path.cwd()]))
+        root = self._claim_root(root)
+        report = IndexReport()
+        self._embed_and_store(files, root, batch_size, show_progress_bar, report)
+        self.store.flush()
+        return report
+
+    def search(
+        self,
+        query: np.ndarray | Image.Image | str | Path,
+        k: int = 10,
+        labels: Sequence[str] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) like FAISS: arrays of shape (n_queries, k), best first, -1 where none.
+
+        `query` is an image, an image path, one vector, or a (n, dim) array of vectors. Scores are cosine
+        similarities. `labels` restricts results to images with those labels.
+        """
+        return self.store.search(self._query_vectors(query), k, labels)
+
+    def search_by_id(
+        self, image_id: int, k: int = 10, labels: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Images most like an indexed one ("more like this"), the image itself left out."""
+        vector = self.store.vectors([image_id])
+        scores, ids = self.store.search(vector, k + 1, labels)
+        keep = ids[0] != image_id
+        return scores[:, keep][:, :k], ids[:, keep][:, :k]
+
+    def records(self, ids: Iterable[int]) -> list[ImageRecord]:
+        """Metadata for ids (as returned by `search`); -1 entries are ignored."""
+        return self.store.records([int(i) for i in ids if int(i) >= 0])
+
+    def path_of(self, record: ImageRecord) -> Path:
+        """The absolute path of an indexed image."""
+        if self.root is None:
+            raise ImageRankError("this index has no root folder yet")
+        return self.root / record.path
+
+    def info(self) -> dict:
+        """Model, count, labels and size on disk."""
+        size = sum(path.stat().st_size for path in self.directory.iterdir() if path.is_file())
+        return {
+            "directory": str(self.directory),
+            "model": self.model,
+            "weights_id": self.manifest.get("weights_id"),
+            "dim": self.manifest["dim"],
+            "root": self.manifest.get("root"),
+            "count": len(self),
+            "labels": {str(label): count for label, count in self.store.labels().items()},
+            "size_bytes": size,
+            "imagerank_version": self.manifest.get("imagerank_version"),
+            "created": self.manifest.get("created"),
+        }
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _query_vectors(self, query: np.ndarray | Image.Image | str | Path) -> np.ndarray:
+        if isinstance(query, np.ndarray):
+            vectors = np.asarray(query, dtype=np.float32)
+            if vectors.shape[-1] != self.store.dim:
+                raise ImageRankError(
+                    f"query vectors have dimension {vectors.shape[-1]}, index has {self.store.dim}"
+                )
+            return vectors.reshape(-1, self.store.dim)
+        return self.embedder.encode([query])
+
+    def _check_embedder(self, embedder: Embedder) -> None:
+        spec = embedder.spec
+        expected = (self.manifest["model"], self.manifest["weights_id"], int(self.manifest["dim"]))
+        if (spec.name, spec.weights_id, spec.dim) != expected:
+            raise ModelMismatchError(
+                f"the index at {self.directory} was built with {expected[0]} (weights {expected[1]}), "
+                f"not {spec.name} (weights {spec.weights_id}); vectors from different models cannot be mixed"
+            )
+
+    def _claim_root(self, root: Path) -> Path:
+        root = root.resolve()
+        if self.root is not None and self.root != root:
+            raise ImageRankError(
+                f"the index at {self.directory} was built from {self.root}, not {root}; "
+                f"use another --index directory for another folder"
+            )
+        if self.root is None:
+            self.manifest["root"] = str(root)
+            write_json_atomically(self.directory / "manifest.json", self.manifest)
+        return root
+
+    def _embed_and_store(
+        self, files: list[Path], root: Path, batch_size: int, show_progress_bar: bool, report: IndexReport
+    ) -> None:
+        for batch in self.embedder.iter_encode_files(files, batch_size, show_progress_bar):
+            report.skipped.extend(batch.errors)
+            records, keep = [], []
+            for position, path in enumerate(batch.paths):
+                try:
+                    records.append(_record_for(path, root))
+                    keep.append(position)
+                except OSError as error:
+                    report.skipped.append(BadImageError(path, f"cannot read: {error.strerror or error}"))
+            self.store.upsert(records, batch.vectors[keep])
+            report.indexed.extend(record.path for record in records)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.absolute().relative_to(root).as_posix()
+    except ValueError:
+        raise BadImageError(path, f"is outside the indexed folder {root}") from None
+
+
+def _same_stat(record: ImageRecord, path: Path) -> bool:
+    stat = path.stat()
+    return stat.st_size == record.size and stat.st_mtime_ns == record.mtime_ns
+
+
+def _record_for(path: Path, root: Path) -> ImageRecord:
+    """Metadata of an image file: relative path, label (parent folder), digest, size, mtime, oriented size."""
+    stat = path.stat()
+    relative = _relative(path, root)
+    parent = Path(relative).parent
+    width, height = _oriented_size(path)
+    return ImageRecord(
+        path=relative,
+        label=parent.name if parent != Path(".") else None,
+        digest=file_digest(path),
+        size=stat.st_size,
+        mtime_ns=stat.st_mtime_ns,
+        width=width,
+        height=height,
+    )
+
+
+def _oriented_size(path: Path) -> tuple[int, int]:
+    """Width and height as displayed, read from the header (EXIF rotation by 90 degrees swaps them)."""
+    with Image.open(path) as image:
+        width, height = image.size
+        if image.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8):
+            return height, width
+    return width, height

