@@ -180,15 +180,31 @@ class Embedder:
         if batch_size < 1:
             raise ImageRankError(f"batch_size must be at least 1, got {batch_size}")
         chunks = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
-        with _progress(show_progress_bar, len(items), f"embedding ({self.spec.name})") as advance:
+        with (
+            _progress(show_progress_bar, len(items), f"embedding ({self.spec.name})") as advance,
+            ThreadPoolExecutor(max_workers=1) as inference,
+        ):
+            # Inference of batch i+1 runs while the caller consumes batch i (e.g. writes it to an index).
+            window: deque[tuple[_PreparedBatch, Future[np.ndarray]]] = deque()
             for prepared in self._prepared_ahead(chunks):
-                vectors = (
-                    self.embed_arrays(np.stack(prepared.arrays))
-                    if prepared.arrays
-                    else np.zeros((0, self.spec.dim), np.float32)
-                )
-                advance(len(prepared.arrays) + len(prepared.errors))
-                yield EmbeddedBatch(prepared.paths, vectors, prepared.errors)
+                window.append((prepared, inference.submit(self._vectors_for, prepared)))
+                if len(window) > 1:
+                    yield self._embedded(*window.popleft(), advance)
+            while window:
+                yield self._embedded(*window.popleft(), advance)
+
+    def _vectors_for(self, prepared: _PreparedBatch) -> np.ndarray:
+        if not prepared.arrays:
+            return np.zeros((0, self.spec.dim), np.float32)
+        return self.embed_arrays(np.stack(prepared.arrays))
+
+    @staticmethod
+    def _embedded(
+        prepared: _PreparedBatch, vectors: Future[np.ndarray], advance: Callable[[int], None]
+    ) -> EmbeddedBatch:
+        batch = EmbeddedBatch(prepared.paths, vectors.result(), prepared.errors)
+        advance(len(prepared.paths) + len(prepared.errors))
+        return batch
 
     def _prepared_ahead(self, chunks: list[list[ImageInput]]) -> Iterator[_PreparedBatch]:
         """Prepared batches in order, decoded by worker threads a few batches ahead of the consumer."""

@@ -292,6 +292,8 @@ class Index:
     def _embed_and_store(
         self, files: list[Path], root: Path, batch_size: int, show_progress_bar: bool, report: IndexReport
     ) -> None:
+        if not files:
+            return
         for batch in self.embedder.iter_encode_files(files, batch_size, show_progress_bar):
             report.skipped.extend(batch.errors)
             records, keep = [], []
