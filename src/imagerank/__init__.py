@@ -1,4 +1,4 @@
-"""imagerank: semantic image search. Index a folder of images with a pretrained backbone and rank by meaning."""
+"""imagerank: semantic image search over a folder of images, ranked by meaning with a pretrained backbone."""
 
 __version__ = "0.1.0"
 

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from imagerank.decoding import IMAGE_EXTENSIONS
@@ -31,7 +32,8 @@ app = typer.Typer(
     add_completion=False,
 )
 out = Console()
-err = Console(stderr=True)
+# Messages name files: never wrap them (stderr often goes to a log) nor read their brackets as markup.
+err = Console(stderr=True, soft_wrap=True)
 
 IndexOption = Annotated[
     Path, typer.Option("--index", "-i", envvar="IMAGERANK_INDEX", help="Index directory.", show_default=True)
@@ -46,16 +48,22 @@ EngineOption = Annotated[
 
 
 def fail(error: Exception) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+    err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
     return typer.Exit(EXIT_ERROR)
 
 
 @app.command("index")
 def index_command(
-    folder: Annotated[Path, typer.Argument(help="Folder of images (one subfolder per label is optional).")],
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of images (one subfolder per label is optional).", exists=True, file_okay=False
+        ),
+    ],
     index: IndexOption = Path("imagerank.index"),
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help=f"Backbone for a new index [default: {DEFAULT_MODEL}].")
+        str | None,
+        typer.Option("--model", "-m", help=f"Backbone for a new index [default: {DEFAULT_MODEL}]."),
     ] = None,
     weights: WeightsOption = None,
     engine: EngineOption = "auto",
@@ -77,14 +85,16 @@ def index_command(
     except ImageRankError as error:
         raise fail(error) from error
     report_skipped(report)
-    err.print(f"{index}: {report.summary()}", highlight=False)
+    err.print(f"{index}: {report.summary()}", highlight=False, markup=False)
     if report.skipped:
         raise typer.Exit(EXIT_SKIPPED)
 
 
 def report_skipped(report: IndexReport) -> None:
     for problem in report.skipped:
-        err.print(f"[yellow]skipped[/] {problem.path}: {problem.reason}", highlight=False)
+        err.print(
+            f"[yellow]skipped[/] {escape(str(problem.path))}: {escape(problem.reason)}", highlight=False
+        )
 
 
 @app.command("search")
@@ -96,7 +106,8 @@ def search_command(
         int | None, typer.Option("--id", help="Search with an indexed image (by id) instead of a file.")
     ] = None,
     label: Annotated[
-        list[str] | None, typer.Option("--label", "-l", help="Only return images with this label (repeatable).")
+        list[str] | None,
+        typer.Option("--label", "-l", help="Only return images with this label (repeatable)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     weights: WeightsOption = None,
@@ -113,8 +124,16 @@ def search_command(
             else:
                 scores, ids = opened.search(query, k, labels=label)
             results = [
-                {"rank": rank, "id": record.id, "score": round(float(score), 6), "path": record.path, "label": record.label}
-                for rank, (score, record) in enumerate(zip(scores[0], opened.records(ids[0])), start=1)
+                {
+                    "rank": rank,
+                    "id": record.id,
+                    "score": round(float(score), 6),
+                    "path": record.path,
+                    "label": record.label,
+                }
+                for rank, (score, record) in enumerate(
+                    zip(scores[0], opened.records(ids[0]), strict=False), start=1
+                )
             ]
     except KeyError as error:
         raise fail(ImageRankError(error.args[0])) from error
@@ -124,11 +143,16 @@ def search_command(
         source = {"id": image_id} if image_id is not None else {"file": str(query)}
         print(json.dumps({"query": source, "model": opened.model, "results": results}, indent=2))
         return
-    table = Table(title=f"Top {len(results)} for {query or f'id {image_id}'}")
+    table = Table(title=escape(f"Top {len(results)} for {query or f'id {image_id}'}"))
     for column, justify in (("rank", "right"), ("score", "right"), ("path", "left"), ("label", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for result in results:
-        table.add_row(str(result["rank"]), f"{result['score']:.4f}", result["path"], result["label"] or "")
+        table.add_row(
+            str(result["rank"]),
+            f"{result['score']:.4f}",
+            escape(result["path"]),
+            escape(result["label"] or ""),
+        )
     out.print(table)
 
 
@@ -149,7 +173,7 @@ def info_command(
     labels = info["labels"]
     shown = ", ".join(f"{name} ({count})" for name, count in list(labels.items())[:12])
     more = f", ... ({len(labels)} labels)" if len(labels) > 12 else ""
-    table = Table(show_header=False, title=str(index))
+    table = Table(show_header=False, title=escape(str(index)))
     for key, value in (
         ("model", f"{info['model']} ({info['dim']}-d)"),
         ("weights", info["weights_id"]),
@@ -159,7 +183,7 @@ def info_command(
         ("size on disk", f"{info['size_bytes'] / 2**20:.1f} MiB"),
         ("created", f"{info['created']} (imagerank {info['imagerank_version']})"),
     ):
-        table.add_row(key, value)
+        table.add_row(key, escape(value))
     out.print(table)
 
 
@@ -170,11 +194,12 @@ def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
     for name in list_backbones():
         entry = get_backbone_entry(name)
         local = offline_weights_path(name)
+        spec = entry.spec
         rows.append(
             {
                 "name": name,
-                "dim": entry.spec.dim,
-                "input": f"{entry.spec.input_size}px (resize {entry.spec.resize_size}, {entry.spec.interpolation})",
+                "dim": spec.dim,
+                "input": f"{spec.input_size}px (resize {spec.resize_size}, {spec.interpolation})",
                 "offline": local is not None,
                 "weights": str(local) if local else f"download ({entry.weights_file})",
                 "description": entry.description,
@@ -187,10 +212,14 @@ def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
     for column in ("name", "dim", "input", "offline", "weights"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["name"], str(row["dim"]), row["input"], "yes" if row["offline"] else "no", row["weights"])
+        table.add_row(
+            row["name"], str(row["dim"]), row["input"], "yes" if row["offline"] else "no", row["weights"]
+        )
     out.print(table)
 
 
 @app.callback()
 def configure(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )

@@ -176,8 +176,10 @@ class Index:
         show_progress_bar: bool = False,
     ) -> IndexReport:
         """Bring the index in line with the folder: embed new and changed files, drop deleted ones."""
-        root = self._claim_root(Path(root))
+        root = Path(root).resolve()
+        # Scan first: a missing folder must fail before the index is tied to it as its root.
         scan = scan_image_files(root, extensions)
+        self._claim_root(root)
         report = IndexReport(skipped=list(scan.problems))
         known = {record.path: record for record in self.store.all_records()}
         present = {_relative(path, root) for path in scan.files}

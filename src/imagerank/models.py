@@ -8,6 +8,7 @@ download when online. Missing weights are an error, never a silent fallback to r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable
@@ -288,6 +289,7 @@ def _timm_download(name: str) -> Callable[[], dict]:
     return download
 
 
+@functools.lru_cache(maxsize=16)
 def _timm_entry(model_name: str) -> BackboneEntry:
     import timm
 

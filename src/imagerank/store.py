@@ -16,7 +16,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -109,7 +109,9 @@ class FaissStore:
     """Exact inner-product search over L2-normalised vectors (cosine), FAISS in memory, SQLite on disk.
 
     Safe to share between threads: searches and writes are serialised by a lock, and SQLite runs in
-    write-ahead-log mode so other processes can read while one writes.
+    write-ahead-log mode so other processes can read while one writes. The in-memory FAISS copy knows the
+    generation it reflects; when another connection (another process) has committed since, the copy is
+    reloaded from SQLite before it is searched, changed or written to disk.
     """
 
     def __init__(self, directory: str | Path, dim: int) -> None:
@@ -122,10 +124,11 @@ class FaissStore:
         self._db.executescript(_SCHEMA)
         self._db.execute("INSERT OR IGNORE INTO state VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         self._db.execute("INSERT OR IGNORE INTO state VALUES ('generation', 0)")
-        self._index = self._load_or_rebuild_faiss()
+        self._index, self._index_generation = self._load_or_rebuild_faiss()
 
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        with self._lock:
+            return int(self._current_index().ntotal)
 
     @property
     def generation(self) -> int:
@@ -137,13 +140,17 @@ class FaissStore:
         if len(records) != len(vectors):
             raise ImageRankError(f"{len(records)} records but {len(vectors)} vectors")
         with self._lock:
-            with self._transaction():
+            with self._transaction() as generation_before:
                 ids = [
                     self._upsert_row(record, vector) for record, vector in zip(records, vectors, strict=True)
                 ]
             id_array = np.asarray(ids, dtype=np.int64)
-            self._index.remove_ids(id_array)
-            self._index.add_with_ids(vectors, id_array)
+
+            def replace_vectors(index: faiss.Index) -> None:
+                index.remove_ids(id_array)
+                index.add_with_ids(vectors, id_array)
+
+            self._after_commit(generation_before, replace_vectors)
         return ids
 
     def delete(self, ids: Sequence[int]) -> None:
@@ -151,9 +158,9 @@ class FaissStore:
         if not len(id_array):
             return
         with self._lock:
-            with self._transaction():
+            with self._transaction() as generation_before:
                 self._db.executemany("DELETE FROM images WHERE id = ?", [(int(i),) for i in id_array])
-            self._index.remove_ids(id_array)
+            self._after_commit(generation_before, lambda index: index.remove_ids(id_array))
 
     def search(
         self, queries: np.ndarray, k: int, labels: Sequence[str] | None = None
@@ -164,7 +171,7 @@ class FaissStore:
             params = self._label_filter(labels) if labels is not None else None
             if params is False:
                 return _empty_results(len(queries), k)
-            return self._index.search(queries, k, params=params)
+            return self._current_index().search(queries, k, params=params)
 
     def records(self, ids: Sequence[int]) -> list[ImageRecord]:
         """Records for the given ids, in the same order. Raises KeyError for an unknown id."""
@@ -179,9 +186,12 @@ class FaissStore:
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         """Stored vectors for the given ids, in order. Raises KeyError for an unknown id."""
+        if not len(ids):
+            return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
             try:
-                return np.stack([self._index.reconstruct(int(i)) for i in ids]).reshape(-1, self.dim)
+                index = self._current_index()
+                return np.stack([index.reconstruct(int(i)) for i in ids]).reshape(-1, self.dim)
             except RuntimeError:
                 raise KeyError(f"an id in {list(ids)[:5]} is not in the index") from None
 
@@ -197,10 +207,10 @@ class FaissStore:
     def flush(self) -> None:
         """Write the FAISS index of the current generation, atomically, and drop older ones."""
         with self._lock:
-            generation = self.generation
-            target = self._faiss_path(generation)
+            index = self._current_index()
+            target = self._faiss_path(self._index_generation)
             partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-            faiss.write_index(self._index, str(partial))
+            faiss.write_index(index, str(partial))
             partial.replace(target)
             for stale in self.directory.glob("vectors-*.faiss"):
                 if stale != target:
@@ -212,17 +222,42 @@ class FaissStore:
     def _faiss_path(self, generation: int) -> Path:
         return self.directory / f"vectors-{generation}.faiss"
 
-    def _load_or_rebuild_faiss(self) -> faiss.Index:
-        path = self._faiss_path(self.generation)
+    def _load_or_rebuild_faiss(self) -> tuple[faiss.Index, int]:
+        """The FAISS copy and the generation it reflects: from its file if there is one, else SQLite."""
+        generation = self.generation
+        path = self._faiss_path(generation)
         if path.is_file():
-            return faiss.read_index(str(path))
+            return faiss.read_index(str(path)), generation
+        return self._rebuilt_faiss()
+
+    def _rebuilt_faiss(self) -> tuple[faiss.Index, int]:
+        """All vectors from SQLite and their generation, read in one transaction (one consistent snapshot)."""
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-        rows = self._db.execute("SELECT id, vector FROM images ORDER BY id")
-        while chunk := rows.fetchmany(4096):
-            ids = np.fromiter((row[0] for row in chunk), dtype=np.int64, count=len(chunk))
-            vectors = np.frombuffer(b"".join(row[1] for row in chunk), dtype=np.float32)
-            index.add_with_ids(vectors.reshape(-1, self.dim), ids)
-        return index
+        self._db.execute("BEGIN")
+        try:
+            generation = self.generation
+            rows = self._db.execute("SELECT id, vector FROM images ORDER BY id")
+            while chunk := rows.fetchmany(4096):
+                ids = np.fromiter((row[0] for row in chunk), dtype=np.int64, count=len(chunk))
+                vectors = np.frombuffer(b"".join(row[1] for row in chunk), dtype=np.float32)
+                index.add_with_ids(vectors.reshape(-1, self.dim), ids)
+        finally:
+            self._db.execute("COMMIT")
+        return index, generation
+
+    def _current_index(self) -> faiss.Index:
+        """The FAISS copy, reloaded from SQLite first if another connection has committed since."""
+        if self.generation != self._index_generation:
+            self._index, self._index_generation = self._rebuilt_faiss()
+        return self._index
+
+    def _after_commit(self, generation_before: int, change: Callable[[faiss.Index], None]) -> None:
+        """Apply our committed change to the FAISS copy, or reload it if another connection wrote first."""
+        if generation_before != self._index_generation:
+            self._index, self._index_generation = self._rebuilt_faiss()
+            return
+        change(self._index)
+        self._index_generation = generation_before + 1
 
     def _upsert_row(self, record: ImageRecord, vector: np.ndarray) -> int:
         values = (record.label, record.digest, record.size, record.mtime_ns, record.width, record.height)
@@ -266,8 +301,10 @@ class _Transaction:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> int:
+        """Start the write transaction; returns the generation it starts from."""
         self.db.execute("BEGIN IMMEDIATE")
+        return int(self.db.execute("SELECT value FROM state WHERE key = 'generation'").fetchone()[0])
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is None:
@@ -278,4 +315,6 @@ class _Transaction:
 
 
 def _empty_results(count: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.full((count, k), -np.inf, dtype=np.float32), np.full((count, k), -1, dtype=np.int64)
+    """Padding as FAISS pads missing inner-product results: the lowest float32 score and id -1."""
+    lowest = np.finfo(np.float32).min
+    return np.full((count, k), lowest, dtype=np.float32), np.full((count, k), -1, dtype=np.int64)

@@ -1,0 +1,208 @@
+"""The `imagerank` console script, run in subprocesses: exit codes, JSON output, messages, crash safety."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from corpus import write_bad_corpus
+
+from imagerank.embedding import Embedder
+from imagerank.index import Index
+
+SUMMARY = re.compile(r"(\d+) indexed, (\d+) unchanged, (\d+) removed, (\d+) skipped")
+
+
+def _summary(stderr: str) -> tuple[int, int, int, int]:
+    match = SUMMARY.search(stderr)
+    assert match, stderr
+    return tuple(int(number) for number in match.groups())  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def cli_index(cli, sample_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The sample indexed by `imagerank index`; returns the index directory and the finished process."""
+    directory = tmp_path_factory.mktemp("cli") / "sample.index"
+    result = cli("index", sample_dir, "--index", directory, "-q")
+    return directory, result
+
+
+def test_index_command(cli_index) -> None:
+    directory, result = cli_index
+    assert result.returncode == 0, result.stderr
+    assert _summary(result.stderr) == (80, 0, 0, 0)
+    assert result.stdout == ""
+    assert (directory / "manifest.json").is_file()
+
+
+def test_search_json_by_file(cli, cli_index, sample_dir: Path) -> None:
+    directory, _ = cli_index
+    query = sample_dir / "starfish" / "image_0002.jpg"
+    result = cli("search", query, "--index", directory, "-k", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output["model"] == "mobilenet_v2" and output["query"] == {"file": str(query)}
+    results = output["results"]
+    assert len(results) == 5
+    assert all({"rank", "score", "path", "label", "id"} <= result.keys() for result in results)
+    assert [result["rank"] for result in results] == [1, 2, 3, 4, 5]
+    assert results[0]["path"] == "starfish/image_0002.jpg" and results[0]["label"] == "starfish"
+    assert results[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    scores = [result["score"] for result in results]
+    assert scores == sorted(scores, reverse=True) and scores[-1] < 1
+    assert len({result["id"] for result in results}) == 5
+
+
+def test_search_json_by_id_with_label(cli, cli_index) -> None:
+    directory, _ = cli_index
+    with Index.open(directory) as index:
+        image_id = next(
+            record.id for record in index.store.all_records() if record.path == "panda/image_0003.jpg"
+        )
+    result = cli("search", "--id", image_id, "--index", directory, "-k", "3", "--label", "panda", "--json")
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output["query"] == {"id": image_id}
+    results = output["results"]
+    assert len(results) == 3
+    assert image_id not in [result["id"] for result in results]
+    assert {result["label"] for result in results} == {"panda"}
+
+
+def test_info_json(cli, cli_index, sample_dir: Path) -> None:
+    directory, _ = cli_index
+    result = cli("info", "--index", directory, "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["count"] == 80 and info["model"] == "mobilenet_v2" and info["dim"] == 1280
+    assert info["labels"] == {path.name: 8 for path in sample_dir.iterdir()}
+    assert info["root"] == str(sample_dir.resolve())
+    assert info["weights_id"].startswith("mobilenet_v2-b0353104.pth#")
+
+
+def test_models_json(cli) -> None:
+    result = cli("models", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["mobilenet_v2"]["offline"] is True and rows["efficientnet_lite0"]["offline"] is True
+    assert rows["mobilenet_v2"]["weights"].endswith("mobilenet_v2-b0353104.pth")
+    assert (rows["vgg16"]["dim"], rows["resnet50"]["dim"]) == (512, 2048)
+
+
+def test_search_on_a_missing_index_fails_cleanly(cli, tmp_path: Path, sample_dir: Path) -> None:
+    missing = tmp_path / "no.index"
+    result = cli("search", sample_dir / "pizza" / "image_0001.jpg", "--index", missing, "--json")
+    assert result.returncode == 1
+    assert f"no imagerank index at {missing}" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not missing.exists()
+
+
+def test_indexing_a_missing_folder_is_a_usage_error_that_creates_nothing(cli, tmp_path: Path) -> None:
+    directory = tmp_path / "typo.index"
+    result = cli("index", tmp_path / "phtos", "--index", directory, env={"COLUMNS": "300"})
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and str(tmp_path / "phtos") in result.stderr
+    assert not directory.exists()
+
+
+def test_bad_files_exit_3_and_are_listed_and_unicode_paths_work(
+    cli, tmp_path: Path, sample_dir: Path
+) -> None:
+    folder = tmp_path / "mixed photos"
+    expected = write_bad_corpus(folder)
+    for name in ("image_0001.jpg", "image_0002.jpg"):
+        (folder / "dalmatian").mkdir(exist_ok=True)
+        shutil.copy2(sample_dir / "dalmatian" / name, folder / "dalmatian" / name)
+    (folder / "[bold]not a photo [red].jpg").write_text("brackets must not be read as console markup")
+    expected["[bold]not a photo [red].jpg"] = "not an image"
+    good = [name for name, reason in expected.items() if reason is None]
+    bad = {name: reason for name, reason in expected.items() if reason is not None}
+    directory = tmp_path / "índex with spaces"
+
+    result = cli("index", folder, "--index", directory, "-q")
+
+    assert result.returncode == 3, result.stderr
+    skipped_lines = [line for line in result.stderr.splitlines() if line.startswith("skipped ")]
+    assert len(skipped_lines) == len(bad)
+    for name, keyword in bad.items():
+        assert any(
+            line.startswith(f"skipped {folder.resolve() / name}: ") and keyword in line
+            for line in skipped_lines
+        ), (name, skipped_lines)
+    assert _summary(result.stderr) == (len(good) + 2, 0, 0, len(bad))
+
+    with Index.open(directory) as index:  # the files with spaces and accents went in under their own names
+        labels = {record.path: record.label for record in index.store.all_records()}
+    assert labels["sub folder/café photo ü.jpg"] == "sub folder"
+    assert sorted(labels) == sorted([*good, "dalmatian/image_0001.jpg", "dalmatian/image_0002.jpg"])
+
+
+def _committed_rows(database: Path) -> int:
+    """Rows another process has committed, read without writing to the database."""
+    if not database.is_file():
+        return 0
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1)) as db:
+            return int(db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet, or momentarily busy
+        return 0
+
+
+def test_killed_indexing_keeps_what_it_committed_and_resumes(
+    cli, imagerank_script: Path, tmp_path: Path, sample_dir: Path, mobilenet: Embedder
+) -> None:
+    photos = tmp_path / "photos"
+    for copy in range(2):  # 160 photos: several seconds of work left when the kill comes
+        shutil.copytree(sample_dir, photos / f"copy {copy}")
+    total = len(list(photos.glob("*/*/*.jpg")))
+    assert total == 160
+    directory = tmp_path / "crash.index"
+    database = directory / "metadata.sqlite"
+    log = (tmp_path / "first-run.log").open("w")
+    process = subprocess.Popen(
+        [str(imagerank_script), "index", str(photos), "--index", str(directory), "--batch-size", "8", "-q"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while _committed_rows(database) < 16:
+            assert process.poll() is None, "indexing ended before it could be killed"
+            assert time.monotonic() < deadline, "no rows committed in time"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
+    committed = _committed_rows(database)
+    assert 16 <= committed < total
+
+    with Index.open(directory, embedder=mobilenet) as index:
+        assert len(index) == committed
+        survivors = {record.path: record.id for record in index.store.all_records()}
+        first = index.store.all_records()[0]
+        scores, ids = index.search(index.path_of(first), k=5)
+        found = index.records(ids[0])
+        assert len(found) == 5
+        assert scores[0, 0] == pytest.approx(1.0, abs=1e-4)
+        assert Path(found[0].path).name == Path(first.path).name
+
+    result = cli("index", photos, "--index", directory, "-q")
+
+    assert result.returncode == 0, result.stderr
+    assert _summary(result.stderr) == (total - committed, committed, 0, 0)
+    with Index.open(directory) as index:
+        assert len(index) == total
+        after = {record.path: record.id for record in index.store.all_records()}
+        assert {path: after[path] for path in survivors} == survivors
