@@ -45,6 +45,12 @@ WeightsOption = Annotated[
 EngineOption = Annotated[
     str, typer.Option("--engine", help="Inference engine: auto, onnx (fast on CPU) or torch (GPU: --device).")
 ]
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device", envvar="IMAGERANK_DEVICE", help="Torch device, e.g. cuda (with --engine torch/auto)."
+    ),
+]
 
 
 def fail(error: Exception) -> typer.Exit:
@@ -67,6 +73,7 @@ def index_command(
     ] = None,
     weights: WeightsOption = None,
     engine: EngineOption = "auto",
+    device: DeviceOption = "cpu",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     extensions: Annotated[
         str, typer.Option("--extensions", help="Comma-separated file extensions to index.")
@@ -75,7 +82,9 @@ def index_command(
 ) -> None:
     """Embed every image under FOLDER into the index; later runs embed only new or changed files."""
     try:
-        with Index.open_or_create(index, model=model, weights=weights, engine=engine) as opened:
+        with Index.open_or_create(
+            index, model=model, weights=weights, engine=engine, device=device
+        ) as opened:
             report = opened.sync(
                 folder,
                 extensions=[part.strip() for part in extensions.split(",") if part.strip()],
@@ -112,13 +121,14 @@ def search_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     weights: WeightsOption = None,
     engine: EngineOption = "auto",
+    device: DeviceOption = "cpu",
 ) -> None:
     """Rank the indexed images by similarity in meaning to a query image."""
     if (query is None) == (image_id is None):
         err.print("error: give either a QUERY image file or --id, not both")
         raise typer.Exit(2)
     try:
-        with Index.open(index, weights=weights, engine=engine) as opened:
+        with Index.open(index, weights=weights, engine=engine, device=device) as opened:
             if image_id is not None:
                 scores, ids = opened.search_by_id(image_id, k, labels=label)
             else:

@@ -41,6 +41,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, default))
 
 
+def default_decode_workers() -> int:
+    """One decoding thread per core, at least 2 (so decoding overlaps inference) and at most 8."""
+    return max(2, min(os.cpu_count() or 2, 8))
+
+
 def l2_normalized(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length, as float32; zero rows stay zero."""
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -145,11 +150,14 @@ class Embedder:
     """
 
     def __init__(
-        self, spec: BackboneSpec, engine: Callable[[np.ndarray], np.ndarray], decode_workers: int = 2
+        self,
+        spec: BackboneSpec,
+        engine: Callable[[np.ndarray], np.ndarray],
+        decode_workers: int | None = None,
     ) -> None:
         self.spec = spec
         self.engine = engine
-        self.decode_workers = decode_workers
+        self.decode_workers = decode_workers or default_decode_workers()
 
     @property
     def engine_name(self) -> str:
@@ -273,7 +281,7 @@ def create_embedder(
     weights: str | Path | None = None,
     engine: str = "auto",
     device: str = "cpu",
-    decode_workers: int = 2,
+    decode_workers: int | None = None,
 ) -> Embedder:
     """An embedder for a registered backbone (`list_backbones()`) or any `timm:<name>`.
 
@@ -282,7 +290,7 @@ def create_embedder(
         weights: a state-dict file to use instead of the installed or downloadable weights.
         engine: "onnx" (ONNX Runtime, fastest on CPUs), "torch" (reference; use for GPUs) or "auto".
         device: torch device for the torch engine, e.g. "cuda".
-        decode_workers: threads decoding images ahead of inference.
+        decode_workers: threads decoding images ahead of inference (default: one per core, 2 to 8).
 
     Raises:
         UnknownModelError, WeightsNotFoundError.

@@ -62,6 +62,7 @@ class Index:
         embedder: Embedder | None = None,
         weights: str | Path | None = None,
         engine: str = "auto",
+        device: str = "cpu",
     ) -> None:
         self.directory = directory
         self.manifest = manifest
@@ -69,6 +70,7 @@ class Index:
         self._embedder = embedder
         self._weights = weights
         self._engine = engine
+        self._device = device
 
     @classmethod
     def create(
@@ -77,13 +79,14 @@ class Index:
         model: str = DEFAULT_MODEL,
         weights: str | Path | None = None,
         engine: str = "auto",
+        device: str = "cpu",
         embedder: Embedder | None = None,
     ) -> Index:
         """A new empty index at `directory` (which must not hold an index yet)."""
         directory = Path(directory)
         if (directory / "manifest.json").exists():
             raise ImageRankError(f"an index already exists at {directory}; use Index.open")
-        embedder = embedder or create_embedder(model, weights=weights, engine=engine)
+        embedder = embedder or create_embedder(model, weights=weights, engine=engine, device=device)
         spec = embedder.spec
         manifest = {
             "format": FORMAT,
@@ -109,6 +112,7 @@ class Index:
         directory: str | Path,
         weights: str | Path | None = None,
         engine: str = "auto",
+        device: str = "cpu",
         embedder: Embedder | None = None,
     ) -> Index:
         """Open an existing index. The backbone is loaded only when an image has to be embedded."""
@@ -117,7 +121,9 @@ class Index:
         if manifest.get("format") != FORMAT:
             raise ImageRankError(f"{directory} is not an imagerank index")
         store = FaissStore(directory, int(manifest["dim"]))
-        index = cls(directory, manifest, store, embedder, weights or manifest.get("weights_file"), engine)
+        index = cls(
+            directory, manifest, store, embedder, weights or manifest.get("weights_file"), engine, device
+        )
         if embedder is not None:
             index._check_embedder(embedder)
         return index
@@ -129,17 +135,20 @@ class Index:
         model: str | None = None,
         weights: str | Path | None = None,
         engine: str = "auto",
+        device: str = "cpu",
     ) -> Index:
         """Open the index at `directory`, or create it with `model` (default: mobilenet_v2)."""
         if (Path(directory) / "manifest.json").exists():
-            index = cls.open(directory, weights=weights, engine=engine)
+            index = cls.open(directory, weights=weights, engine=engine, device=device)
             if model is not None and model != index.model:
                 raise ModelMismatchError(
                     f"the index at {directory} holds {index.model} vectors; it cannot take {model} "
                     f"vectors (use another --index directory)"
                 )
             return index
-        return cls.create(directory, model=model or DEFAULT_MODEL, weights=weights, engine=engine)
+        return cls.create(
+            directory, model=model or DEFAULT_MODEL, weights=weights, engine=engine, device=device
+        )
 
     def __enter__(self) -> Index:
         return self
@@ -163,7 +172,9 @@ class Index:
     def embedder(self) -> Embedder:
         """The backbone that made this index's vectors, loaded on first use."""
         if self._embedder is None:
-            embedder = create_embedder(self.model, weights=self._weights, engine=self._engine)
+            embedder = create_embedder(
+                self.model, weights=self._weights, engine=self._engine, device=self._device
+            )
             self._check_embedder(embedder)
             self._embedder = embedder
         return self._embedder
