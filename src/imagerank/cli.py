@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from imagerank.cli_serve import serve_command
 from imagerank.decoding import IMAGE_EXTENSIONS
 from imagerank.errors import ImageRankError
 from imagerank.index import Index, IndexReport
@@ -226,6 +227,9 @@ def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
             row["name"], str(row["dim"]), row["input"], "yes" if row["offline"] else "no", row["weights"]
         )
     out.print(table)
+
+
+app.command("serve")(serve_command)
 
 
 @app.callback()

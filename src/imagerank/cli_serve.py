@@ -1,0 +1,67 @@
+"""`imagerank serve`: search over HTTP and in a web page.
+
+Register it with `app.command("serve")(serve_command)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from imagerank.errors import ImageRankError
+
+EXIT_ERROR = 1
+_err = Console(stderr=True)
+
+
+def serve(
+    index: Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    engine: str = "auto",
+    weights: Path | None = None,
+    max_upload_mb: float = 20,
+    log_level: str = "info",
+) -> None:
+    """Open the index, load its backbone, and serve the API and web page with uvicorn until stopped.
+
+    Raises:
+        ImageRankError: the index or the backbone's weights cannot be opened.
+    """
+    from imagerank.server import create_app  # FastAPI is only imported by this command
+
+    app = create_app(index, engine=engine, weights=weights, max_upload_bytes=int(max_upload_mb * 2**20))
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def serve_command(
+    index: Annotated[
+        Path,
+        typer.Option("--index", "-i", envvar="IMAGERANK_INDEX", help="Index directory.", show_default=True),
+    ] = Path("imagerank.index"),
+    host: Annotated[
+        str, typer.Option("--host", envvar="IMAGERANK_HOST", help="Interface to listen on (0.0.0.0: all).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", envvar="IMAGERANK_PORT", min=0, max=65535)] = 8000,
+    engine: Annotated[
+        str, typer.Option("--engine", help="Inference engine: auto, onnx (fast on CPU) or torch.")
+    ] = "auto",
+    weights: Annotated[
+        Path | None,
+        typer.Option("--weights", help="State-dict file to use instead of installed or downloaded weights."),
+    ] = None,
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", min=0.001, help="Largest upload accepted, in MB.")
+    ] = 20,
+) -> None:
+    """Serve search over HTTP: a web page at /, the API under /api, its docs at /docs."""
+    try:
+        serve(index, host, port, engine=engine, weights=weights, max_upload_mb=max_upload_mb)
+    except ImageRankError as error:
+        _err.print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(EXIT_ERROR) from error

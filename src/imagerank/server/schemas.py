@@ -1,0 +1,124 @@
+"""Request and response bodies of the HTTP API (pydantic models; they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_K = 100
+MAX_OFFSET = 1000
+MAX_FEEDBACK_IDS = 100
+
+ImageId = Annotated[int, Field(ge=0, le=2**53, description="An indexed image's id.")]
+Label = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class SearchOptions(BaseModel):
+    """How to search: page size and position, label filter, relevance feedback and ranking method."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(12, ge=1, le=MAX_K, description="Number of results to return (page size).")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Number of results to skip (paging).")
+    labels: list[Label] = Field(
+        default_factory=list, max_length=100, description="Only return images with one of these labels."
+    )
+    relevant: list[ImageId] = Field(
+        default_factory=list, max_length=MAX_FEEDBACK_IDS, description="Ids marked relevant (feedback)."
+    )
+    not_relevant: list[ImageId] = Field(
+        default_factory=list,
+        max_length=MAX_FEEDBACK_IDS,
+        description="Ids marked not relevant (feedback); they are never returned.",
+    )
+    method: Literal["cosine"] = Field(
+        "cosine",
+        description="Ranking method: cosine similarity of the backbone's embeddings (exact search). With "
+        "feedback ids, the query is first refined with Rocchio's method.",
+    )
+
+
+class SearchByIdRequest(SearchOptions):
+    """Search with an indexed image ("more like this"); the image itself is left out of the results."""
+
+    id: ImageId
+
+
+class SearchResult(BaseModel):
+    rank: int = Field(description="1-based rank over all pages.")
+    id: int
+    score: float = Field(description="Cosine similarity to the (refined) query.")
+    label: str | None
+    path: str = Field(description="Path relative to the indexed folder, with forward slashes.")
+    width: int
+    height: int
+    image_url: str
+    thumbnail_url: str
+
+
+class Timing(BaseModel):
+    embed_ms: float = Field(description="Reading, decoding and embedding the uploaded query (0 by id).")
+    search_ms: float = Field(description="Feedback, vector search and metadata lookup.")
+    total_ms: float
+
+
+class QueryInfo(BaseModel):
+    kind: Literal["upload", "id"]
+    id: int | None = None
+    filename: str | None = None
+
+
+class SearchResponse(BaseModel):
+    query: QueryInfo
+    method: str
+    k: int
+    offset: int
+    has_more: bool = Field(description="Whether a next page (offset + k) has results.")
+    results: list[SearchResult]
+    timing: Timing
+
+
+class LabelCount(BaseModel):
+    label: str | None
+    count: int
+
+
+class Stats(BaseModel):
+    model: str
+    dim: int
+    count: int
+    labels: list[LabelCount]
+    max_upload_bytes: int
+    version: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    count: int
+
+
+class AddedImage(BaseModel):
+    id: int
+    path: str
+    label: str | None
+
+
+class AddResponse(BaseModel):
+    added: list[AddedImage]
+    count: int = Field(description="Number of images in the index afterwards.")
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+ERROR_RESPONSES: dict[int | str, dict] = {
+    code: {"model": ErrorResponse, "description": description}
+    for code, description in (
+        (404, "Unknown image id."),
+        (413, "Upload larger than the limit."),
+        (415, "Not an image, or an unsupported request content type."),
+        (422, "Invalid parameters, or a corrupt image or decompression bomb."),
+    )
+}

@@ -1,0 +1,254 @@
+// imagerank web page: pick, drop or paste a query image, browse ranked results, refine with feedback.
+"use strict";
+
+const $ = (selector) => document.querySelector(selector);
+
+const state = {
+  query: null, // {kind: "upload", file, name} or {kind: "id", id, path}
+  relevant: new Set(),
+  notRelevant: new Set(),
+  offset: 0,
+  k: 24,
+  label: "",
+  hasMore: false,
+  requestNumber: 0,
+};
+
+function searchRequest() {
+  const options = {
+    k: state.k,
+    offset: state.offset,
+    labels: state.label ? [state.label] : [],
+    relevant: [...state.relevant],
+    not_relevant: [...state.notRelevant],
+  };
+  if (state.query.kind === "id") {
+    return { body: JSON.stringify({ id: state.query.id, ...options }), headers: { "Content-Type": "application/json" } };
+  }
+  const form = new FormData();
+  form.append("image", state.query.file, state.query.name);
+  for (const [name, value] of Object.entries(options)) {
+    for (const item of Array.isArray(value) ? value : [value]) form.append(name, String(item));
+  }
+  return { body: form, headers: {} };
+}
+
+async function search() {
+  if (!state.query) return;
+  const number = ++state.requestNumber;
+  showError("");
+  setStatus("Searching…");
+  $("#results").setAttribute("aria-busy", "true");
+  let response, data;
+  try {
+    response = await fetch("/api/search", { method: "POST", ...searchRequest() });
+    data = await response.json().catch(() => ({ detail: `${response.status} ${response.statusText}` }));
+  } catch (error) {
+    data = { detail: `The server did not answer (${error.message}).` };
+  }
+  if (number !== state.requestNumber) return; // a newer search has started meanwhile
+  $("#results").removeAttribute("aria-busy");
+  if (!response || !response.ok) {
+    showError(data.detail || "Search failed.");
+    setStatus("");
+    return;
+  }
+  render(data);
+}
+
+function render(data) {
+  const focused = focusedControl();
+  const grid = $("#grid");
+  grid.replaceChildren(...data.results.map(card));
+  state.hasMore = data.has_more;
+  const first = data.offset + 1;
+  const last = data.offset + data.results.length;
+  $("#page-label").textContent = data.results.length ? `Results ${first}–${last}` : "";
+  $("#prev-page").disabled = data.offset === 0;
+  $("#next-page").disabled = !data.has_more;
+  const where = state.label ? ` labelled “${state.label}”` : "";
+  setStatus(
+    data.results.length
+      ? `Showing results ${first}–${last}${where} (${Math.round(data.timing.total_ms)} ms).`
+      : `No results${where}.`,
+  );
+  restoreFocus(focused);
+}
+
+// Re-rendering replaces the cards; remember which card's button had focus to give it back.
+function focusedControl() {
+  const active = document.activeElement;
+  const item = active?.closest?.("#grid .card");
+  return item ? { id: item.dataset.id, className: active.classList[active.classList.length - 1] } : null;
+}
+
+function restoreFocus(focused) {
+  const again = focused && $(`#grid .card[data-id="${focused.id}"] .${focused.className}`);
+  if (again) again.focus({ preventScroll: true });
+  else if (focused || document.activeElement === document.body) $("#results").focus();
+}
+
+function card(result) {
+  const item = $("#card-template").content.firstElementChild.cloneNode(true);
+  item.dataset.id = result.id;
+  item.dataset.label = result.label ?? "";
+  const more = item.querySelector(".more-like-this");
+  more.setAttribute("aria-label", `More like this: ${result.path}`);
+  const image = item.querySelector("img");
+  image.src = result.thumbnail_url;
+  image.width = 256;
+  image.height = 256;
+  item.querySelector(".card-label").textContent = result.label ?? "(no label)";
+  item.querySelector(".card-label").title = result.path;
+  item.querySelector(".card-score").textContent = result.score.toFixed(3);
+  item.querySelector(".card-score").title = `cosine similarity, rank ${result.rank}`;
+  item.querySelector(".feedback").setAttribute("aria-label", `Feedback on ${result.path}`);
+  const relevant = item.querySelector(".relevant");
+  const notRelevant = item.querySelector(".not-relevant");
+  relevant.setAttribute("aria-pressed", String(state.relevant.has(result.id)));
+  item.classList.toggle("is-relevant", state.relevant.has(result.id));
+  more.addEventListener("click", () => searchById(result));
+  relevant.addEventListener("click", () => toggleFeedback(result.id, state.relevant, state.notRelevant));
+  notRelevant.addEventListener("click", () => toggleFeedback(result.id, state.notRelevant, state.relevant));
+  return item;
+}
+
+function toggleFeedback(id, set, opposite) {
+  if (set.has(id)) set.delete(id);
+  else set.add(id);
+  opposite.delete(id);
+  updateFeedbackSummary();
+  search();
+}
+
+function updateFeedbackSummary() {
+  const relevant = state.relevant.size;
+  const notRelevant = state.notRelevant.size;
+  $("#feedback-summary").textContent =
+    relevant || notRelevant
+      ? `Feedback: ${relevant} relevant, ${notRelevant} not relevant (hidden).`
+      : "No feedback yet: mark results as relevant or not.";
+  $("#clear-feedback").disabled = !(relevant || notRelevant);
+}
+
+function resetForNewQuery() {
+  state.relevant.clear();
+  state.notRelevant.clear();
+  state.offset = 0;
+  updateFeedbackSummary();
+}
+
+function searchByFile(file) {
+  if (!file) return;
+  if (file.type && !file.type.startsWith("image/")) {
+    showError(`${file.name || "That file"} is not an image.`);
+    return;
+  }
+  state.query = { kind: "upload", file, name: file.name || "pasted image" };
+  showQuery(URL.createObjectURL(file), `Query: ${state.query.name}`);
+  resetForNewQuery();
+  search();
+}
+
+function searchById(result) {
+  state.query = { kind: "id", id: result.id, path: result.path };
+  showQuery(result.thumbnail_url, `More like ${result.path}${result.label ? ` (${result.label})` : ""}`);
+  resetForNewQuery();
+  search();
+}
+
+function showQuery(url, caption) {
+  const image = $("#query-image");
+  if (image.src.startsWith("blob:")) URL.revokeObjectURL(image.src);
+  image.src = url;
+  $("#query-caption").textContent = caption;
+  $("#query-preview").hidden = false;
+}
+
+function setStatus(text) {
+  $("#status").textContent = text;
+}
+
+function showError(text) {
+  const error = $("#error");
+  error.textContent = text;
+  error.hidden = !text;
+}
+
+async function loadStats() {
+  try {
+    const response = await fetch("/api/stats");
+    const stats = await response.json();
+    $("#stats").textContent = `${stats.count.toLocaleString()} images indexed with ${stats.model}.`;
+    const select = $("#label-filter");
+    for (const { label, count } of stats.labels) {
+      if (label === null) continue;
+      select.append(new Option(`${label} (${count})`, label));
+    }
+  } catch (error) {
+    $("#stats").textContent = "Could not read the index statistics.";
+  }
+}
+
+function wireDropAndPaste() {
+  const zone = $("#drop-zone");
+  const isFileDrag = (event) => [...(event.dataTransfer?.types ?? [])].includes("Files");
+  document.addEventListener("dragover", (event) => {
+    if (!isFileDrag(event)) return;
+    event.preventDefault();
+    zone.classList.add("dragging");
+  });
+  document.addEventListener("dragleave", (event) => {
+    if (event.relatedTarget === null) zone.classList.remove("dragging");
+  });
+  document.addEventListener("drop", (event) => {
+    if (!isFileDrag(event)) return;
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    searchByFile(event.dataTransfer.files[0]);
+  });
+  document.addEventListener("paste", (event) => {
+    const file = [...(event.clipboardData?.files ?? [])].find((item) => item.type.startsWith("image/"));
+    if (file) {
+      event.preventDefault();
+      searchByFile(file);
+    }
+  });
+}
+
+function wireControls() {
+  $("#file-input").addEventListener("change", (event) => {
+    searchByFile(event.target.files[0]);
+    event.target.value = ""; // choosing the same file again searches again
+  });
+  $("#label-filter").addEventListener("change", (event) => {
+    state.label = event.target.value;
+    state.offset = 0;
+    search();
+  });
+  $("#page-size").addEventListener("change", (event) => {
+    state.k = Number(event.target.value);
+    state.offset = 0;
+    search();
+  });
+  $("#clear-feedback").addEventListener("click", () => {
+    state.relevant.clear();
+    state.notRelevant.clear();
+    updateFeedbackSummary();
+    search();
+  });
+  $("#prev-page").addEventListener("click", () => {
+    state.offset = Math.max(0, state.offset - state.k);
+    search();
+  });
+  $("#next-page").addEventListener("click", () => {
+    if (!state.hasMore) return;
+    state.offset += state.k;
+    search();
+  });
+}
+
+state.k = Number($("#page-size").value);
+wireControls();
+wireDropAndPaste();
+loadStats();
