@@ -1,0 +1,103 @@
+"""The ranker interface and the array helpers every ranking method shares."""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import softmax
+
+
+def normalized(vectors: np.ndarray) -> np.ndarray:
+    """Return rows scaled to unit length as float32; zero rows stay zero."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, np.finfo(np.float32).tiny)
+
+
+def top_k(scores: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return FAISS-style ``(scores, ids)`` of the ``k`` best columns of each row, best first.
+
+    Ties keep the lower id first, so rankings are deterministic. ``k=None`` ranks every column.
+    """
+    n = scores.shape[1]
+    k = n if k is None else min(k, n)
+    if k < 0:
+        raise ValueError(f"k must not be negative, got {k}")
+    ids = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, ids, axis=1), ids
+
+
+def nearest_ids(scores: np.ndarray, k: int) -> np.ndarray:
+    """Return, per row, the columns of the ``k`` highest scores (in no particular order)."""
+    k = min(k, scores.shape[1])
+    return np.argpartition(-scores, k - 1, axis=1)[:, :k]
+
+
+def knn_matrix(scores: np.ndarray, k: int) -> sp.csr_matrix:
+    """Return a sparse 0/1 matrix marking, in each row, the ``k`` best columns."""
+    ids = nearest_ids(scores, k)
+    rows = np.repeat(np.arange(len(scores)), ids.shape[1])
+    ones = np.ones(ids.size, dtype=np.float64)
+    return sp.csr_matrix((ones, (rows, ids.ravel())), shape=scores.shape)
+
+
+def knn_weights(scores: np.ndarray, k: int, power: float) -> sp.csr_matrix:
+    """Return a sparse matrix of each row's ``k`` best columns, weighted ``max(score, 0) ** power``."""
+    ids = nearest_ids(scores, k)
+    weights = np.maximum(np.take_along_axis(scores, ids, axis=1), 0.0).astype(np.float64) ** power
+    rows = np.repeat(np.arange(len(scores)), ids.shape[1])
+    return sp.csr_matrix((weights.ravel(), (rows, ids.ravel())), shape=scores.shape)
+
+
+def posterior_similarity(query_posteriors: np.ndarray, candidate_posteriors: np.ndarray) -> np.ndarray:
+    """Return ``P(same label)`` for every query/candidate pair from independent class posteriors."""
+    return query_posteriors @ candidate_posteriors.T
+
+
+def sharpened_posteriors(logits: np.ndarray, sharpness: float) -> np.ndarray:
+    """Return ``softmax(sharpness * logits)``: a sharpness above 1 makes the posteriors more decisive."""
+    return softmax(sharpness * np.asarray(logits, dtype=np.float64), axis=1)
+
+
+class Ranker:
+    """A ranking method with the scikit-learn shape.
+
+    ``__init__`` only stores parameters; :meth:`fit` learns from labelled training vectors (and, for
+    transductive methods, an unlabelled pool) and returns ``self``; learned state ends in ``_``.
+    :meth:`rank` never sees candidate or query labels. Subclasses implement :meth:`score`.
+    """
+
+    def fit(
+        self,
+        train_vectors: np.ndarray,
+        train_labels: np.ndarray,
+        unlabelled_vectors: np.ndarray | None = None,
+    ) -> Self:
+        """Learn from labelled training vectors; the default method learns nothing."""
+        return self
+
+    def score(self, query_vectors: np.ndarray, candidate_vectors: np.ndarray) -> np.ndarray:
+        """Return an ``(n_queries, n_candidates)`` matrix: higher means more relevant."""
+        raise NotImplementedError
+
+    def rank(
+        self, query_vectors: np.ndarray, candidate_vectors: np.ndarray, k: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return FAISS-style ``(scores, ids)``: ids index ``candidate_vectors``, best first."""
+        return top_k(self.score(query_vectors, candidate_vectors), k)
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{key}={value!r}" for key, value in vars(self).items() if not key.endswith("_"))
+        return f"{type(self).__name__}({params})"
+
+
+class NotFittedError(RuntimeError):
+    """A learned ranker was asked to rank before :meth:`Ranker.fit`."""
+
+
+def check_fitted(ranker: Ranker, attribute: str) -> None:
+    """Raise :class:`NotFittedError` when ``ranker`` lacks the learned ``attribute``."""
+    if not hasattr(ranker, attribute):
+        raise NotFittedError(f"{type(ranker).__name__} must be fitted before ranking; call fit() first")

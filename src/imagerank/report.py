@@ -1,0 +1,484 @@
+"""The evaluation report: one folder with ``index.html`` and every figure as PNG (and SVG for charts).
+
+``build_report(dataset_dir, out_dir)`` lists a labelled dataset, embeds it (through the evaluation module's
+content-keyed cache, so a second run does not embed again), evaluates the ranking methods on a protocol, and
+writes the figures of :mod:`imagerank.plots` beside a page that references them by relative path: the folder
+can be moved, zipped or served as it is.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from imagerank import __version__, plots
+from imagerank.embedding import cache_dir, create_embedder
+from imagerank.errors import ImageRankError
+from imagerank.evaluation import EvaluationResult, cached_embeddings, evaluate_split
+from imagerank.models import DEFAULT_MODEL
+from imagerank.protocols import SEED_PROTOCOL, Protocol, Split, list_labelled_images
+from imagerank.ranking import Ranker, get_method
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "EvaluatedDataset",
+    "Report",
+    "build_report",
+    "dataset_embeddings",
+    "evaluate_dataset",
+    "image_sizes",
+    "labelled_images",
+    "protocol_named",
+    "save_figure",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_METHODS = ("random", "cosine", "lda")
+PROTOCOLS = {"seed": SEED_PROTOCOL}
+FIGURE_DPI = 100
+
+
+def protocol_named(name: str, n_test: int | None = None, n_queries: int | None = None) -> Protocol:
+    """Return a protocol by name, with its per-label test and query counts optionally overridden."""
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
+    protocol = PROTOCOLS[name]
+    return replace(
+        protocol,
+        n_test=protocol.n_test if n_test is None else n_test,
+        n_queries=protocol.n_queries if n_queries is None else n_queries,
+    )
+
+
+def save_figure(
+    figure: Figure,
+    path: str | Path,
+    width_px: int | None = None,
+    height_px: int | None = None,
+    colors: int | None = None,
+) -> Path:
+    """Write ``figure`` to ``path`` (format from the suffix) and return the path.
+
+    ``width_px`` and/or ``height_px`` set the size of a PNG in pixels by changing the resolution, so the
+    figure keeps its look (text scales with it); giving both also changes the height in inches. ``colors``
+    reduces a PNG to a palette of that many colors: 3-4 times smaller files of photo grids, for docs.
+    """
+    path = Path(path)
+    width, height = figure.get_size_inches()
+    dpi = width_px / width if width_px else height_px / height if height_px else FIGURE_DPI
+    if width_px and height_px:
+        figure.set_size_inches(width, height_px / dpi)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi, facecolor="white")
+    if colors and path.suffix.lower() == ".png":
+        with Image.open(path) as image:
+            reduced = image.convert("RGB").quantize(colors, method=Image.Quantize.MEDIANCUT)
+        reduced.save(path, optimize=True)
+    return path
+
+
+def image_sizes(paths: Sequence[str | Path]) -> np.ndarray:
+    """Return ``(n, 2)`` (width, height) as stored in each file's header; unreadable files give (0, 0)."""
+
+    def size(path: str | Path) -> tuple[int, int]:
+        try:
+            with Image.open(path) as image:
+                return image.size
+        except OSError:
+            return (0, 0)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return np.array(list(pool.map(size, paths)), dtype=np.int64).reshape(-1, 2)
+
+
+def labelled_images(dataset_dir: str | Path) -> tuple[list[Path], np.ndarray]:
+    """Return ``(paths, labels)`` of a folder with one subfolder per label; raises when it holds none."""
+    paths, labels = list_labelled_images(dataset_dir)
+    if not paths:
+        raise ImageRankError(
+            f"{dataset_dir}: no images in label subfolders (expected DATASET/<label>/<image>)"
+        )
+    return paths, labels
+
+
+def dataset_embeddings(
+    paths: Sequence[str | Path], model: str = DEFAULT_MODEL, show_progress_bar: bool = False
+) -> np.ndarray:
+    """Return one vector per path, embedding only files the on-disk cache has not seen."""
+    embedder = create_embedder(model)
+    return cached_embeddings(paths, embedder, cache_dir() / "embeddings", show_progress_bar=show_progress_bar)
+
+
+@dataclass
+class EvaluatedDataset:
+    """A labelled dataset, its embeddings, a protocol split and the fitted methods evaluated on it."""
+
+    paths: list[Path]
+    labels: np.ndarray
+    vectors: np.ndarray
+    model: str
+    split: Split
+    result: EvaluationResult
+    rankers: dict[str, Ranker]
+    _ranked: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    @property
+    def query_labels(self) -> np.ndarray:
+        return self.labels[self.split.queries]
+
+    @cached_property
+    def test_ids(self) -> np.ndarray:
+        """Return the dataset indexes of candidates and queries: the images no method was trained on."""
+        return np.concatenate([self.split.candidates, self.split.queries])
+
+    def best_method(self) -> str:
+        """Return the method with the highest mAP."""
+        return max(self.result.methods, key=lambda name: self.result.methods[name].mean("map"))
+
+    def ranking(self, method: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return every query's top-``k`` ``(scores, dataset indexes)`` under ``method``."""
+        if (method, k) not in self._ranked:
+            vectors = self.vectors
+            scores, ids = self.rankers[method].rank(
+                vectors[self.split.queries], vectors[self.split.candidates], k
+            )
+            self._ranked[method, k] = (scores, self.split.candidates[ids])
+        return self._ranked[method, k]
+
+    def example_queries(self, n: int, seed: int = 0) -> np.ndarray:
+        """Return ``n`` query positions (into ``split.queries``) of distinct labels, drawn reproducibly."""
+        rng = np.random.RandomState(seed)
+        names = np.unique(self.query_labels)
+        chosen = np.sort(rng.choice(names, min(n, len(names)), replace=False))
+        return np.array([rng.choice(np.flatnonzero(self.query_labels == name)) for name in chosen])
+
+    def query_results(self, method: str, positions: np.ndarray, k: int) -> list[plots.QueryResults]:
+        """Return the top-``k`` results of the queries at ``positions`` under ``method``."""
+        scores, ids = self.ranking(method, k)
+        return [
+            plots.QueryResults(
+                query=self.paths[self.split.queries[position]],
+                query_label=str(self.query_labels[position]),
+                paths=[self.paths[i] for i in ids[position]],
+                labels=[str(self.labels[i]) for i in ids[position]],
+                scores=[float(s) for s in scores[position]],
+            )
+            for position in positions
+        ]
+
+    def ap_by_label(self, method: str) -> dict[str, float]:
+        """Return the mean AP of each label's queries under ``method``."""
+        ap = self.result.methods[method].per_query["map"]
+        return {
+            str(name): float(ap[self.query_labels == name].mean()) for name in np.unique(self.query_labels)
+        }
+
+    def confusion(self, method: str, k: int) -> tuple[np.ndarray, list[str]]:
+        """Return the top-``k`` confusion matrix of ``method`` and its label order."""
+        names = [str(name) for name in np.unique(self.labels)]
+        return plots.top_k_confusion(self.query_labels, self.labels[self.ranking(method, k)[1]], names), names
+
+    def map_sample(self, per_label: int, seed: int = 0) -> np.ndarray:
+        """Return up to ``per_label`` candidates and queries of each label (dataset indexes), reproducibly."""
+        rng = np.random.RandomState(seed)
+        test_labels = self.labels[self.test_ids]
+        chosen = []
+        for name in np.unique(test_labels):
+            members = self.test_ids[test_labels == name]
+            chosen.append(rng.choice(members, min(per_label, len(members)), replace=False))
+        return np.sort(np.concatenate(chosen))
+
+    def learned_spaces(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Return the images ``ids`` as seen by each method that learns a projection (has ``transform``)."""
+        return {
+            name: ranker.transform(self.vectors[ids])
+            for name, ranker in self.rankers.items()
+            if callable(getattr(ranker, "transform", None))
+        }
+
+
+def evaluate_dataset(
+    dataset_dir: str | Path,
+    model: str = DEFAULT_MODEL,
+    protocol: Protocol = SEED_PROTOCOL,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    k: int = 10,
+    show_progress_bar: bool = False,
+) -> EvaluatedDataset:
+    """List, embed (cached) and evaluate a folder with one subfolder per label."""
+    paths, labels = labelled_images(dataset_dir)
+    vectors = dataset_embeddings(paths, model, show_progress_bar)
+    return _evaluated(paths, labels, vectors, model, protocol, methods, k)
+
+
+def _evaluated(
+    paths: list[Path],
+    labels: np.ndarray,
+    vectors: np.ndarray,
+    model: str,
+    protocol: Protocol,
+    methods: Sequence[str],
+    k: int,
+) -> EvaluatedDataset:
+    split = protocol.split(labels)
+    rankers = {name: get_method(name) for name in methods}
+    # evaluate_split fits every ranker on the training part; the fitted rankers then draw the figures.
+    result = evaluate_split(vectors, labels, split, rankers, protocol.name, k)
+    return EvaluatedDataset(paths, labels, vectors, model, split, result, rankers)
+
+
+@dataclass
+class Report:
+    """Where a report was written, its figures by name, and how long each stage took."""
+
+    directory: Path
+    html: Path
+    figures: dict[str, Path]
+    seconds: dict[str, float]
+
+
+class _Stages:
+    """Times named stages; when shown, prints a spinner while each runs and a line when it ends."""
+
+    def __init__(self, show: bool) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True) if show else None
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str, spinner: bool = True) -> Iterator[None]:
+        start = time.perf_counter()
+        status = self.console.status(f"{name}...") if self.console and spinner else nullcontext()
+        with status:
+            yield
+        elapsed = time.perf_counter() - start
+        self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+        logger.info("%s: %.1f s", name, elapsed)
+        if self.console:
+            self.console.print(f"{name}: {elapsed:.1f} s", highlight=False)
+
+
+@dataclass
+class _Page:
+    """The report's HTML sections, filled as figures are written."""
+
+    directory: Path
+    sections: list[tuple[str, list[str]]] = field(default_factory=list)
+    figures: dict[str, Path] = field(default_factory=dict)
+
+    def section(self, title: str) -> None:
+        self.sections.append((title, []))
+
+    def add_html(self, snippet: str) -> None:
+        self.sections[-1][1].append(snippet)
+
+    def add_figure(self, name: str, figure: Figure, caption: str, svg: bool = False) -> None:
+        png = save_figure(figure, self.directory / "figures" / f"{name}.png")
+        self.figures[name] = png
+        link = ""
+        if svg:
+            self.figures[f"{name}.svg"] = save_figure(figure, png.with_suffix(".svg"))
+            link = f' (<a href="figures/{name}.svg">SVG</a>)'
+        self.add_html(
+            f'<figure id="{name}"><img src="figures/{name}.png" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}{link}</figcaption></figure>"
+        )
+
+
+def build_report(
+    dataset_dir: str | Path,
+    out_dir: str | Path,
+    protocol: Protocol = SEED_PROTOCOL,
+    models: Sequence[str] = (DEFAULT_MODEL,),
+    methods: Sequence[str] = DEFAULT_METHODS,
+    k: int = 10,
+    n_examples: int = 6,
+    map_per_label: int = 10,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> Report:
+    """Write the report on a labelled dataset to ``out_dir`` and return where everything went.
+
+    The first model is evaluated with every method (quality, examples, confusions); every model gets an
+    embedding map. Maps show up to ``map_per_label`` candidates and queries of each label, images no
+    method was trained on, so a learned projection's map is not flattered by its own training data.
+    """
+    stage = _Stages(show_progress)
+    out = Path(out_dir)
+    page = _Page(out)
+    with stage("listing images"):
+        paths, labels = labelled_images(dataset_dir)
+    _dataset_section(page, stage, paths, labels, seed)
+    with stage("embedding", spinner=False):
+        vectors = {model: dataset_embeddings(paths, model, show_progress) for model in models}
+    with stage("evaluating"):
+        data = _evaluated(paths, labels, vectors[models[0]], models[0], protocol, methods, k)
+    _maps_section(page, stage, data, vectors, map_per_label, seed)
+    with stage("quality figures"):
+        _quality_section(page, data)
+    with stage("example grids"):
+        _examples_section(page, data, n_examples, seed)
+    with stage("confusions"):
+        _confusion_section(page, data, k)
+    with stage("writing html"):
+        html_path = _write_html(page, Path(dataset_dir), data, models, stage.seconds)
+    return Report(out, html_path, page.figures, stage.seconds)
+
+
+def _dataset_section(page: _Page, stage: _Stages, paths: list[Path], labels: np.ndarray, seed: int) -> None:
+    page.section("Dataset")
+    page.add_html(f"<p>{len(paths):,} images in {len(np.unique(labels))} labels.</p>")
+    with stage("dataset figures"):
+        page.add_figure("label_counts", plots.label_counts_figure(labels), "Images per label", svg=True)
+        thumbnails = plots.label_thumbnails_figure(paths, labels, seed=seed)
+        page.add_figure("label_thumbnails", thumbnails, "Sample images of every label")
+        sizes = plots.image_size_figure(image_sizes(paths))
+        page.add_figure("image_sizes", sizes, "Image sizes and aspect ratios")
+
+
+def _maps_section(
+    page: _Page,
+    stage: _Stages,
+    data: EvaluatedDataset,
+    vectors: dict[str, np.ndarray],
+    per_label: int,
+    seed: int,
+) -> None:
+    page.section("Embedding maps")
+    ids = data.map_sample(per_label, seed)
+    page.add_html(
+        f"<p>{len(ids):,} candidates and queries (up to {per_label} per label; no method trained on them), "
+        "projected to 2-D with PCA and t-SNE, colored by label. The maps after a method show the space that "
+        "method ranks in.</p>"
+    )
+    spaces = {f"{model} embeddings": model_vectors[ids] for model, model_vectors in vectors.items()}
+    spaces |= {f"{data.model} after {name}": space for name, space in data.learned_spaces(ids).items()}
+    for title, space in spaces.items():
+        with stage(f"projecting {title}"):
+            projections = {
+                "PCA": plots.project_2d(space, "pca", seed),
+                "t-SNE": plots.project_2d(space, "tsne", seed),
+            }
+            figure = plots.embedding_maps_figure(projections, data.labels[ids], title)
+            page.add_figure(f"map_{_slug(title)}", figure, f"Embedding map: {title}")
+
+
+def _quality_section(page: _Page, data: EvaluatedDataset) -> None:
+    page.section("Quality")
+    page.add_html(_metrics_table(data.result))
+    curves = plots.precision_recall_figure(data.result)
+    page.add_figure("precision_recall", curves, "P@K and recall@K for K = 1..50", svg=True)
+    for method in data.result.methods:
+        if method != "random":
+            figure = plots.label_ap_figure(data.ap_by_label(method), method)
+            page.add_figure(
+                f"label_ap_{_slug(method)}", figure, f"Best and worst labels by AP: {method}", svg=True
+            )
+
+
+def _examples_section(page: _Page, data: EvaluatedDataset, n_examples: int, seed: int) -> None:
+    page.section("Example queries")
+    best = data.best_method()
+    positions = data.example_queries(n_examples, seed)
+    grid = plots.retrieval_grid_figure(data.query_results(best, positions, 8), title=f"Top 8 results: {best}")
+    page.add_figure(
+        "results", grid, f"Reproducible sample of queries (seed {seed}); wrong results framed in red"
+    )
+    compared = _compared_methods(data)
+    if len(compared) == 2:
+        by_method = {method: data.query_results(method, positions, 5) for method in compared}
+        figure = plots.retrieval_comparison_figure(by_method)
+        page.add_figure("results_compared", figure, f"The same queries: {compared[0]} vs {compared[1]}")
+
+
+def _compared_methods(data: EvaluatedDataset) -> list[str]:
+    """Return the best method and the plain cosine baseline (or the runner-up when cosine is best)."""
+    ranked = sorted(data.result.methods, key=lambda name: -data.result.methods[name].mean("map"))
+    other = "cosine" if "cosine" in ranked and ranked[0] != "cosine" else next(iter(ranked[1:]), None)
+    return [other, ranked[0]] if other else [ranked[0]]
+
+
+def _confusion_section(page: _Page, data: EvaluatedDataset, k: int) -> None:
+    page.section("Confusions")
+    best = data.best_method()
+    confusion, names = data.confusion(best, k)
+    page.add_figure(
+        "confusion", plots.confusion_figure(confusion, names, k, best), f"Top-{k} confusions", svg=True
+    )
+    rows = "".join(
+        f"<tr><td>{html.escape(query)}</td><td>{html.escape(found)}</td><td>{share:.1%}</td></tr>"
+        for query, found, share in plots.top_confusions(confusion, names, 15)
+    )
+    page.add_html(
+        f"<table><caption>Most frequent wrong labels among the top {k} ({html.escape(best)})</caption>"
+        f"<tr><th>query label</th><th>retrieved label</th><th>share of top-{k}</th></tr>{rows}</table>"
+    )
+
+
+def _metrics_table(result: EvaluationResult) -> str:
+    header = "".join(f"<th>{html.escape(metric)}</th>" for metric in result.metric_names)
+    body = []
+    for method, scores in result.methods.items():
+        cells = []
+        for metric in result.metric_names:
+            low, high = scores.interval(metric)
+            cells.append(f"<td>{scores.mean(metric):.3f} <small>[{low:.3f}, {high:.3f}]</small></td>")
+        body.append(f"<tr><th>{html.escape(method)}</th>{''.join(cells)}</tr>")
+    return (
+        f"<table><caption>Mean over {result.n_queries} queries, with 95% bootstrap intervals "
+        f"(protocol {html.escape(result.protocol)}, {result.n_train} training images)</caption>"
+        f"<tr><th>method</th>{header}</tr>{''.join(body)}</table>"
+    )
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1300px; padding: 0 1rem; }
+figure { margin: 1.5rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
+figcaption { color: #555; font-size: 0.9rem; } table { border-collapse: collapse; margin: 1rem 0; }
+td, th { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; } caption { text-align: left; }
+small { color: #666; } nav a { margin-right: 1rem; }
+"""
+
+
+def _write_html(
+    page: _Page, dataset_dir: Path, data: EvaluatedDataset, models: Sequence[str], seconds: dict[str, float]
+) -> Path:
+    nav = "".join(f'<a href="#{_slug(title)}">{html.escape(title)}</a>' for title, _ in page.sections)
+    sections = "".join(
+        f'<section id="{_slug(title)}"><h2>{html.escape(title)}</h2>{"".join(items)}</section>'
+        for title, items in page.sections
+    )
+    timing = ", ".join(f"{html.escape(name)} {value:.1f} s" for name, value in seconds.items())
+    document = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>imagerank report: {html.escape(dataset_dir.name)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_STYLE}</style></head>
+<body><h1>imagerank report: {html.escape(dataset_dir.name)}</h1>
+<p>Dataset <code>{html.escape(str(dataset_dir))}</code>; models {html.escape(", ".join(models))};
+methods {html.escape(", ".join(data.result.methods))}; protocol {html.escape(data.result.protocol)}.
+Generated {datetime.now(UTC).isoformat(timespec="seconds")} by imagerank {__version__}.</p>
+<nav>{nav}</nav>{sections}<p><small>Time per stage: {timing}.</small></p></body></html>
+"""
+    path = page.directory / "index.html"
+    path.write_text(document, encoding="utf-8")
+    return path
+
+
+def _slug(text: str) -> str:
+    return "".join(char if char.isalnum() else "-" for char in text.lower()).strip("-")

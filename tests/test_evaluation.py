@@ -1,0 +1,195 @@
+import json
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from imagerank import metrics
+from imagerank.evaluation import cached_embeddings, evaluate_protocol, evaluate_split
+from imagerank.protocols import SEED_PROTOCOL, Protocol, list_labelled_images
+from imagerank.ranking import CosineRanker, get_method, list_methods, normalized
+
+CALTECH = Path(__file__).resolve().parents[1] / "../shared/datasets/caltech101/101_ObjectCategories"
+needs_caltech = pytest.mark.skipif(not CALTECH.is_dir(), reason="Caltech-101 is not present")
+FEATURES = Path(
+    os.environ.get("IMAGERANK_CALTECH_FEATURES", "/tmp/imagerank-features/caltech101_mobilenet_v2.npz")
+)
+needs_features = pytest.mark.skipif(
+    not FEATURES.is_file(), reason=f"no cached Caltech-101 features at {FEATURES}"
+)
+EVERY_METHOD = [*list_methods(), "probe+qe"]
+
+
+def clustered(n_labels=10, per_label=40, dim=16, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_labels, dim))
+    labels = np.repeat([f"label{i}" for i in range(n_labels)], per_label)
+    vectors = centres[np.repeat(np.arange(n_labels), per_label)] + 0.9 * rng.normal(size=(labels.size, dim))
+    return normalized(vectors), labels
+
+
+def test_result_holds_every_metric_and_matches_direct_computation():
+    vectors, labels = clustered()
+    result = evaluate_protocol(vectors, labels, SEED_PROTOCOL, ["cosine", "random"], k=10)
+    split = SEED_PROTOCOL.split(labels)
+    scores = normalized(vectors[split.queries]) @ normalized(vectors[split.candidates]).T
+    relevant = metrics.relevance_matrix(
+        np.argsort(-scores, axis=1, kind="stable"), labels[split.candidates], labels[split.queries]
+    )
+    flat = result.to_dict()
+    assert flat["cosine_p@10"] == pytest.approx(metrics.precision_at_k(relevant, 10).mean())
+    assert flat["cosine_ap@10"] == pytest.approx(metrics.ap_at_k(relevant, 10).mean())
+    assert flat["cosine_map"] == pytest.approx(metrics.average_precision(relevant, np.full(50, 15)).mean())
+    assert flat["cosine_precision_curve"][9] == pytest.approx(flat["cosine_p@10"])
+    assert len(flat["random_recall_curve"]) == 50
+    low, high = flat["cosine_p@10_ci95"]
+    assert low <= flat["cosine_p@10"] <= high
+    assert (flat["n_train"], flat["n_candidates"], flat["n_queries"]) == (200, 150, 50)
+    assert json.loads(result.to_json())["random_ndcg@10"] == pytest.approx(flat["random_ndcg@10"])
+
+
+def test_table_has_one_row_per_method_and_metric():
+    vectors, labels = clustered()
+    result = evaluate_protocol(vectors, labels, SEED_PROTOCOL, ["cosine", "qe"], k=5)
+    rows = result.table()
+    assert [(row["method"], row["metric"]) for row in rows[:5]] == [
+        ("cosine", name) for name in ["p@5", "ap@5", "map", "recall@5", "ndcg@5"]
+    ]
+    assert len(rows) == 10
+    assert all(row["low"] <= row["mean"] <= row["high"] for row in rows)
+
+
+def test_methods_are_fitted_on_training_labels_only():
+    vectors, labels = clustered()
+    split = SEED_PROTOCOL.split(labels)
+    seen = {}
+
+    class Recording(CosineRanker):
+        def fit(self, train_vectors, train_labels, unlabelled_vectors=None):
+            seen.update(train=train_vectors, labels=train_labels, unlabelled=unlabelled_vectors)
+            return self
+
+    evaluate_split(vectors, labels, split, {"recording": Recording()})
+    np.testing.assert_array_equal(seen["labels"], labels[split.train])
+    np.testing.assert_array_equal(seen["train"], vectors[split.train])
+    pool = vectors[np.concatenate([split.candidates, split.queries])]
+    np.testing.assert_array_equal(seen["unlabelled"], pool)
+
+
+def test_permuting_candidate_and_query_labels_leaves_every_ranking_unchanged():
+    vectors, labels = clustered(seed=1)
+    split = SEED_PROTOCOL.split(labels)
+    hidden = np.concatenate([split.candidates, split.queries])
+    permuted = labels.copy()
+    permuted[hidden] = labels[np.random.default_rng(2).permutation(hidden)]
+    assert (permuted[hidden] != labels[hidden]).mean() > 0.5
+    rankers = {name: get_method(name) for name in EVERY_METHOD}
+    before = evaluate_split(vectors, labels, split, rankers)
+    after = evaluate_split(vectors, permuted, split, {name: get_method(name) for name in EVERY_METHOD})
+    for name in EVERY_METHOD:
+        np.testing.assert_array_equal(before.methods[name].ranked_ids, after.methods[name].ranked_ids)
+
+
+def test_evaluate_protocol_rejects_mismatched_inputs():
+    vectors, labels = clustered()
+    with pytest.raises(ValueError, match="vectors but"):
+        evaluate_protocol(vectors[:-1], labels, SEED_PROTOCOL, ["cosine"])
+
+
+@needs_caltech
+def test_random_baseline_reproduces_the_published_numbers_on_caltech():
+    _, labels = list_labelled_images(CALTECH)
+    vectors = np.zeros((labels.size, 4), np.float32)  # random never looks at them
+    flat = evaluate_protocol(vectors, labels, SEED_PROTOCOL, ["random"]).to_dict()
+    assert round(flat["random_p@10"], 5) == 0.00882
+    assert round(flat["random_ap@10"], 5) == 0.00318
+
+
+@pytest.fixture(scope="module")
+def caltech_features():
+    with np.load(FEATURES) as stored:
+        paths, labels, vectors = stored["paths"], stored["labels"], stored["vectors"]
+    if CALTECH.is_dir():
+        listed, listed_labels = list_labelled_images(CALTECH)
+        assert paths.tolist() == [p.relative_to(CALTECH).as_posix() for p in listed]
+        np.testing.assert_array_equal(labels, listed_labels)
+    return vectors, labels
+
+
+@needs_features
+def test_caltech_seed_protocol_numbers(caltech_features):
+    vectors, labels = caltech_features
+    start = time.perf_counter()
+    result = evaluate_protocol(vectors, labels, SEED_PROTOCOL, EVERY_METHOD)
+    print(f"\nall {len(EVERY_METHOD)} methods in {time.perf_counter() - start:.1f}s")
+    flat = result.to_dict()
+    assert abs(flat["cosine_p@10"] - 0.6947) < 0.05
+    assert flat["probe+qe_p@10"] > 0.86 and flat["probe+qe_ap@10"] > 0.84
+    for name in ["lda", "probe", "propagation", "qe", "dba", "kreciprocal", "probe+qe"]:
+        assert flat[f"{name}_p@10"] > flat["cosine_p@10"], name
+
+
+@needs_features
+@pytest.mark.parametrize("method", ["lda", "probe", "probe+qe", "propagation", "qe", "kreciprocal"])
+def test_caltech_categories_absent_from_training_rank_no_worse_than_cosine(caltech_features, method):
+    vectors, labels = caltech_features
+    unseen = tuple(np.unique(labels)[1::4].tolist())  # 26 of the 102 categories
+    protocol = Protocol(name="unseen-categories", unseen_labels=unseen)
+    split = protocol.split(labels)
+    result = evaluate_split(vectors, labels, split, {"cosine": CosineRanker(), method: get_method(method)})
+    on_unseen = np.isin(labels[split.queries], unseen)
+    cosine = result.methods["cosine"].per_query["p@10"][on_unseen].mean()
+    # 0.02 is under a standard error of P@10 over these 130 queries (about 0.03)
+    assert result.methods[method].per_query["p@10"][on_unseen].mean() >= cosine - 0.02
+
+
+class CountingEmbedder:
+    """A deterministic stand-in for imagerank.embedding's embedders: vectors from file bytes."""
+
+    def __init__(self, weights_id="w1"):
+        self.spec = SimpleNamespace(name="fake/model", dim=8, weights_id=weights_id)
+        self.embedded = []
+
+    def encode(self, paths, batch_size=64, show_progress_bar=False):
+        self.embedded.extend(Path(p).name for p in paths)
+        rows = [np.frombuffer(Path(p).read_bytes().ljust(8, b"\0")[:8], np.uint8) for p in paths]
+        return normalized(np.array(rows, np.float32) + 1)
+
+
+def write_files(folder, contents):
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for name, data in contents.items():
+        (folder / name).write_bytes(data)
+        paths.append(folder / name)
+    return paths
+
+
+def test_cached_embeddings_embed_each_content_once(tmp_path):
+    paths = write_files(tmp_path / "images", {"a.jpg": b"alpha", "b.jpg": b"bravo", "c.jpg": b"alpha"})
+    embedder = CountingEmbedder()
+    first = cached_embeddings(paths, embedder, tmp_path / "cache")
+    assert len(embedder.embedded) == 2 and "b.jpg" in embedder.embedded  # c.jpg has a.jpg's content
+    np.testing.assert_array_equal(first, embedder.encode(paths))
+
+    embedder.embedded.clear()
+    again = cached_embeddings(list(reversed(paths)), embedder, tmp_path / "cache")
+    assert embedder.embedded == []
+    np.testing.assert_array_equal(again, first[::-1])
+
+
+def test_cached_embeddings_re_embed_edited_files_and_keep_models_apart(tmp_path):
+    paths = write_files(tmp_path / "images", {"a.jpg": b"alpha", "b.jpg": b"bravo"})
+    cached_embeddings(paths, CountingEmbedder(), tmp_path / "cache")
+    paths[1].write_bytes(b"charlie")
+    embedder = CountingEmbedder()
+    cached_embeddings(paths, embedder, tmp_path / "cache")
+    assert embedder.embedded == ["b.jpg"]
+
+    other_weights = CountingEmbedder(weights_id="w2")
+    cached_embeddings(paths, other_weights, tmp_path / "cache")
+    assert sorted(other_weights.embedded) == ["a.jpg", "b.jpg"]
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2

@@ -1,0 +1,235 @@
+import numpy as np
+import pytest
+
+from imagerank.metrics import precision_at_k, relevance_matrix
+from imagerank.protocols import Protocol
+from imagerank.ranking import (
+    CosineRanker,
+    DatabaseAugmentation,
+    KReciprocal,
+    NotFittedError,
+    ProbeRanker,
+    QueryExpansion,
+    RandomRanker,
+    get_method,
+    list_methods,
+    normalized,
+    refine,
+    rocchio_query,
+    top_k,
+)
+from imagerank.ranking.rerank import _min_overlap
+
+ALL_METHODS = [*list_methods(), "probe+qe", "lda+kreciprocal", "probe+dba+qe"]
+
+
+def clustered(n_labels=12, per_label=40, dim=24, informative=6, noise=1.4, seed=0):
+    """Labelled Gaussian clusters whose label only shows in the first ``informative`` dimensions.
+
+    Cosine sees the label through heavy noise; a method that learns which dimensions matter does better.
+    """
+    rng = np.random.default_rng(seed)
+    centres = np.zeros((n_labels, dim))
+    centres[:, :informative] = rng.normal(size=(n_labels, informative))
+    labels = np.repeat([f"label{i:02d}" for i in range(n_labels)], per_label)
+    index = np.repeat(np.arange(n_labels), per_label)
+    vectors = centres[index] + noise * rng.normal(size=(labels.size, dim)) / np.sqrt(dim / informative)
+    order = rng.permutation(labels.size)
+    return normalized(vectors[order] + 0.5 * rng.normal(size=dim)), labels[order]
+
+
+def fitted_rankings(method, vectors, labels, protocol):
+    split = protocol.split(labels)
+    unlabelled = vectors[np.concatenate([split.candidates, split.queries])]
+    ranker = get_method(method).fit(vectors[split.train], labels[split.train], unlabelled)
+    _, ids = ranker.rank(vectors[split.queries], vectors[split.candidates])
+    return split, ids
+
+
+def mean_precision(ids, split, labels, k=10, only=None):
+    relevant = relevance_matrix(ids, labels[split.candidates], labels[split.queries])
+    if only is not None:
+        relevant = relevant[np.isin(labels[split.queries], only)]
+    return precision_at_k(relevant, k).mean()
+
+
+SYNTHETIC = Protocol(name="synthetic")
+
+
+def test_random_reproduces_the_reference_draw_of_candidate_labels():
+    vectors, labels = clustered()
+    split = SYNTHETIC.split(labels)
+    candidate_labels, query_labels = labels[split.candidates], labels[split.queries]
+    _, ids = RandomRanker().rank(vectors[split.queries], vectors[split.candidates], k=10)
+    rng = np.random.RandomState(2021)
+    for ranked in ids:
+        assert candidate_labels[ranked].tolist() == rng.choice(candidate_labels, 10, replace=False).tolist()
+    assert query_labels.size == ids.shape[0]
+
+
+def test_random_top_k_does_not_depend_on_k():
+    vectors, _ = clustered()
+    _, top_ten = RandomRanker(seed=5).rank(vectors[:7], vectors[7:], k=10)
+    _, everything = RandomRanker(seed=5).rank(vectors[:7], vectors[7:])
+    np.testing.assert_array_equal(everything[:, :10], top_ten)
+    assert sorted(everything[0].tolist()) == list(range(len(vectors) - 7))
+
+
+def test_cosine_matches_a_brute_force_faiss_search():
+    import faiss
+
+    vectors, _ = clustered(seed=1)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors[100:])
+    expected_scores, expected_ids = index.search(vectors[:100], 15)
+    scores, ids = CosineRanker().rank(vectors[:100], vectors[100:], k=15)
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-5)
+    np.testing.assert_array_equal(ids, expected_ids)
+
+
+def test_top_k_breaks_ties_by_lower_id():
+    scores, ids = top_k(np.array([[0.5, 0.9, 0.5, 0.9, 0.1]]), k=4)
+    assert ids.tolist() == [[1, 3, 0, 2]]
+    assert scores.tolist() == [[0.9, 0.9, 0.5, 0.5]]
+
+
+def test_query_expansion_equals_cosine_to_the_expanded_query():
+    vectors, _ = clustered(seed=2)
+    queries, candidates = vectors[:20], vectors[20:]
+    reranked = QueryExpansion(n_neighbours=4, alpha=3.0).fit(vectors, np.arange(len(vectors)) % 2)
+    cosine = queries @ candidates.T
+    best = np.argsort(-cosine, axis=1)[:, :4]
+    weights = np.take_along_axis(cosine, best, axis=1) ** 3
+    expanded = queries + np.einsum("qn,qnd->qd", weights, candidates[best])
+    np.testing.assert_allclose(reranked.score(queries, candidates), expanded @ candidates.T, atol=1e-5)
+
+
+def test_database_augmentation_equals_cosine_to_the_augmented_candidates():
+    vectors, _ = clustered(seed=3)
+    queries, candidates = vectors[:20], vectors[20:]
+    reranked = DatabaseAugmentation(n_neighbours=3, alpha=3.0).fit(vectors, np.arange(len(vectors)) % 2)
+    among = candidates @ candidates.T
+    best = np.argsort(-among, axis=1)[:, :3]
+    weights = np.take_along_axis(among, best, axis=1) ** 3
+    augmented = normalized(np.einsum("cn,cnd->cd", weights, candidates[best]))
+    np.testing.assert_allclose(reranked.score(queries, candidates), queries @ augmented.T, atol=1e-5)
+
+
+def test_min_overlap_matches_a_dense_computation():
+    import scipy.sparse as sp
+
+    a = sp.random(7, 30, density=0.3, random_state=5, format="csr")
+    b = sp.random(11, 30, density=0.3, random_state=6, format="csr")
+    dense = np.minimum(a.toarray()[:, None, :], b.toarray()[None, :, :]).sum(axis=2)
+    np.testing.assert_allclose(_min_overlap(a, b), dense)
+
+
+def test_k_reciprocal_improves_on_cosine_for_clustered_data():
+    vectors, labels = clustered(seed=6)
+    split, cosine_ids = fitted_rankings("cosine", vectors, labels, SYNTHETIC)
+    _, reranked_ids = fitted_rankings("kreciprocal", vectors, labels, SYNTHETIC)
+    assert mean_precision(reranked_ids, split, labels) > mean_precision(cosine_ids, split, labels)
+
+
+@pytest.mark.parametrize("method", ["lda", "probe", "propagation", "probe+qe"])
+def test_learned_methods_beat_cosine_when_labels_say_which_dimensions_matter(method):
+    vectors, labels = clustered(seed=7, noise=0.9)
+    split, cosine_ids = fitted_rankings("cosine", vectors, labels, SYNTHETIC)
+    _, learned_ids = fitted_rankings(method, vectors, labels, SYNTHETIC)
+    assert mean_precision(learned_ids, split, labels) > mean_precision(cosine_ids, split, labels) + 0.05
+
+
+PROBE_ON_UNSEEN_SYNTHETIC = pytest.mark.xfail(
+    strict=True,
+    reason="known limitation: on these 12-label clusters the probe's novelty gate lets some "
+    "unseen-category queries through (it holds on Caltech-101, see test_evaluation)",
+)
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        pytest.param(name, marks=PROBE_ON_UNSEEN_SYNTHETIC) if name.startswith("probe") else name
+        for name in ALL_METHODS
+        if name != "random"
+    ],
+)
+def test_methods_do_no_worse_than_cosine_on_categories_absent_from_training(method):
+    vectors, labels = clustered(n_labels=16, seed=8, noise=0.9)
+    unseen = tuple(np.unique(labels)[::4].tolist())
+    protocol = Protocol(name="unseen", unseen_labels=unseen)
+    split, cosine_ids = fitted_rankings("cosine", vectors, labels, protocol)
+    _, ids = fitted_rankings(method, vectors, labels, protocol)
+    cosine = mean_precision(cosine_ids, split, labels, only=unseen)
+    assert mean_precision(ids, split, labels, only=unseen) >= cosine - 0.02
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_rank_returns_faiss_shaped_results_best_first(method):
+    vectors, labels = clustered(seed=9)
+    split = SYNTHETIC.split(labels)
+    ranker = get_method(method).fit(vectors[split.train], labels[split.train])
+    scores, ids = ranker.rank(vectors[split.queries], vectors[split.candidates], k=7)
+    assert scores.shape == ids.shape == (len(split.queries), 7)
+    assert (np.diff(scores, axis=1) <= 0).all()
+    assert ((ids >= 0) & (ids < len(split.candidates))).all()
+    assert all(np.unique(row).size == 7 for row in ids)
+
+
+@pytest.mark.parametrize("method", ["lda", "probe", "propagation", "probe+qe"])
+def test_learned_methods_refuse_to_rank_before_fit(method):
+    vectors, _ = clustered()
+    with pytest.raises(NotFittedError):
+        get_method(method).rank(vectors[:3], vectors[3:])
+
+
+def test_init_only_stores_parameters_and_fit_returns_self():
+    ranker = get_method("probe", C=0.5)
+    assert ranker.C == 0.5
+    assert not [name for name in vars(ranker) if name.endswith("_")]
+    vectors, labels = clustered()
+    assert ranker.fit(vectors, labels) is ranker
+    assert hasattr(ranker, "classifier_")
+
+
+def test_get_method_composes_left_to_right_and_sends_params_to_the_last_step():
+    ranker = get_method("probe+dba+qe", n_neighbours=9)
+    assert isinstance(ranker, QueryExpansion) and ranker.n_neighbours == 9
+    assert isinstance(ranker.base, DatabaseAugmentation) and ranker.base.n_neighbours == 5
+    assert isinstance(ranker.base.base, ProbeRanker)
+    assert isinstance(get_method("kreciprocal").base, CosineRanker)
+    assert isinstance(get_method("kreciprocal"), KReciprocal)
+
+
+@pytest.mark.parametrize("name", ["nope", "probe+lda", "cosine+"])
+def test_get_method_rejects_unknown_names(name):
+    with pytest.raises(ValueError, match="unknown ranking method"):
+        get_method(name)
+
+
+def test_rocchio_query_by_hand():
+    candidates = np.eye(4, dtype=np.float32)
+    refined = rocchio_query(np.array([1.0, 0, 0, 0]), candidates, [1], [2], alpha=1, beta=0.5, gamma=0.25)
+    np.testing.assert_allclose(refined[0], normalized(np.array([[1.0, 0.5, -0.25, 0]]))[0], rtol=1e-6)
+
+
+def test_refine_moves_relevant_neighbours_up_and_marked_nonrelevant_last():
+    vectors, labels = clustered(seed=10)
+    query, candidates = vectors[0], vectors[1:]
+    candidate_labels = labels[1:]
+    _, before = CosineRanker().rank(query[None], candidates)
+    marked_relevant = [i for i in before[0][:20] if candidate_labels[i] == labels[0]][:3]
+    marked_not = [i for i in before[0][:20] if candidate_labels[i] != labels[0]][:3]
+    scores, after = refine(query, candidates, marked_relevant, marked_not)
+    assert set(after[-len(marked_not) :].tolist()) == set(marked_not)
+    precision = [(candidate_labels[ids[:20]] == labels[0]).mean() for ids in (before[0], after)]
+    assert precision[1] > precision[0]
+    assert scores.shape == after.shape == (len(candidates),)
+
+
+def test_refine_rejects_contradicting_or_out_of_range_ids():
+    vectors, _ = clustered()
+    with pytest.raises(ValueError, match="both relevant and not relevant"):
+        refine(vectors[0], vectors[1:], [3], [3])
+    with pytest.raises(ValueError, match="must index"):
+        refine(vectors[0], vectors[1:], [len(vectors)], [])
