@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from imagerank.cli_evaluate import evaluate_command
 from imagerank.cli_report import plot_app, report_command
 from imagerank.cli_serve import serve_command
 from imagerank.decoding import IMAGE_EXTENSIONS
@@ -231,6 +232,7 @@ def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
 
 
 app.command("serve")(serve_command)
+app.command("evaluate")(evaluate_command)
 app.command("report")(report_command)
 app.add_typer(plot_app, name="plot")
 

@@ -87,7 +87,8 @@ def report_command(
     quiet: QuietOption = False,
 ) -> None:
     """Write an HTML report on a labelled dataset: overview, embedding maps, quality, examples, confusions."""
-    from imagerank.report import build_report, protocol_named
+    from imagerank.protocols import protocol_named
+    from imagerank.report import build_report
 
     with _clean_errors():
         report = build_report(
@@ -117,7 +118,7 @@ def counts_command(
 ) -> None:
     """Bar chart of images per label."""
     from imagerank import plots
-    from imagerank.report import labelled_images
+    from imagerank.evaluation import labelled_images
 
     with _clean_errors():
         _, labels = labelled_images(dataset_dir)
@@ -136,7 +137,7 @@ def thumbnails_command(
 ) -> None:
     """Sample thumbnails of every label."""
     from imagerank import plots
-    from imagerank.report import labelled_images
+    from imagerank.evaluation import labelled_images
 
     with _clean_errors():
         paths, labels = labelled_images(dataset_dir)
@@ -159,7 +160,8 @@ def sizes_command(
 ) -> None:
     """Distribution of image sizes and aspect ratios."""
     from imagerank import plots
-    from imagerank.report import image_sizes, labelled_images
+    from imagerank.evaluation import labelled_images
+    from imagerank.report import image_sizes
 
     with _clean_errors():
         paths, _ = labelled_images(dataset_dir)
@@ -352,7 +354,8 @@ def _evaluate(
     queries_per_label: int | None,
     quiet: bool,
 ) -> EvaluatedDataset:
-    from imagerank.report import evaluate_dataset, protocol_named
+    from imagerank.protocols import protocol_named
+    from imagerank.report import evaluate_dataset
 
     chosen = protocol_named(protocol, test_per_label, queries_per_label)
     return evaluate_dataset(dataset_dir, model, chosen, _names(methods), k, show_progress_bar=not quiet)

@@ -21,15 +21,20 @@ import numpy as np
 
 from imagerank import metrics
 from imagerank.decoding import file_digest
-from imagerank.protocols import Protocol, Split
+from imagerank.embedding import cache_dir, create_embedder
+from imagerank.errors import ImageRankError
+from imagerank.models import DEFAULT_MODEL
+from imagerank.protocols import Protocol, Split, list_labelled_images
 from imagerank.ranking import Ranker, get_method
 
 __all__ = [
     "EvaluationResult",
     "MethodScores",
     "cached_embeddings",
+    "dataset_embeddings",
     "evaluate_protocol",
     "evaluate_split",
+    "labelled_images",
 ]
 
 
@@ -266,3 +271,21 @@ def _write_cache(cache_file: Path, cached: dict[str, np.ndarray]) -> None:
     partial = cache_file.with_suffix(".partial.npz")
     np.savez(partial, digests=np.array(list(cached)), vectors=np.stack(list(cached.values())))
     os.replace(partial, cache_file)
+
+
+def labelled_images(dataset_dir: str | Path) -> tuple[list[Path], np.ndarray]:
+    """Return ``(paths, labels)`` of a folder with one subfolder per label; raises when it holds none."""
+    paths, labels = list_labelled_images(dataset_dir)
+    if not paths:
+        raise ImageRankError(
+            f"{dataset_dir}: no images in label subfolders (expected DATASET/<label>/<image>)"
+        )
+    return paths, labels
+
+
+def dataset_embeddings(
+    paths: Sequence[str | Path], model: str = DEFAULT_MODEL, show_progress_bar: bool = False
+) -> np.ndarray:
+    """Return one vector per path, embedding only files the on-disk cache has not seen."""
+    embedder = create_embedder(model)
+    return cached_embeddings(paths, embedder, cache_dir() / "embeddings", show_progress_bar=show_progress_bar)

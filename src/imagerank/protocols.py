@@ -9,17 +9,19 @@ fresh ``RandomState(2021)`` over the test part, 5 queries per label (the other 1
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 __all__ = [
+    "PROTOCOLS",
     "SEED_EXTENSIONS",
     "SEED_PROTOCOL",
     "Protocol",
     "Split",
     "list_labelled_images",
+    "protocol_named",
     "split_per_label",
 ]
 
@@ -95,6 +97,29 @@ class Protocol:
 
 
 SEED_PROTOCOL = Protocol(name="seed")
+PROTOCOLS = {"seed": SEED_PROTOCOL, "per-label": SEED_PROTOCOL}
+"""Protocols by name: ``seed`` is the reference split; ``per-label`` is the same rule for any labelled folder,
+meant to be used with its counts and seed overridden."""
+
+
+def protocol_named(
+    name: str, n_test: int | None = None, n_queries: int | None = None, seed: int | None = None
+) -> Protocol:
+    """Return a protocol by name, with its per-label test and query counts and its seed optionally overridden.
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
+    protocol = PROTOCOLS[name]
+    return replace(
+        protocol,
+        name=name,
+        n_test=protocol.n_test if n_test is None else n_test,
+        n_queries=protocol.n_queries if n_queries is None else n_queries,
+        seed=protocol.seed if seed is None else seed,
+    )
 
 
 def list_labelled_images(

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -24,11 +24,9 @@ import numpy as np
 from PIL import Image
 
 from imagerank import __version__, plots
-from imagerank.embedding import cache_dir, create_embedder
-from imagerank.errors import ImageRankError
-from imagerank.evaluation import EvaluationResult, cached_embeddings, evaluate_split
+from imagerank.evaluation import EvaluationResult, dataset_embeddings, evaluate_split, labelled_images
 from imagerank.models import DEFAULT_MODEL
-from imagerank.protocols import SEED_PROTOCOL, Protocol, Split, list_labelled_images
+from imagerank.protocols import SEED_PROTOCOL, Protocol, Split
 from imagerank.ranking import Ranker, get_method
 
 if TYPE_CHECKING:
@@ -39,31 +37,15 @@ __all__ = [
     "EvaluatedDataset",
     "Report",
     "build_report",
-    "dataset_embeddings",
     "evaluate_dataset",
     "image_sizes",
-    "labelled_images",
-    "protocol_named",
     "save_figure",
 ]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_METHODS = ("random", "cosine", "lda")
-PROTOCOLS = {"seed": SEED_PROTOCOL}
 FIGURE_DPI = 100
-
-
-def protocol_named(name: str, n_test: int | None = None, n_queries: int | None = None) -> Protocol:
-    """Return a protocol by name, with its per-label test and query counts optionally overridden."""
-    if name not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
-    protocol = PROTOCOLS[name]
-    return replace(
-        protocol,
-        n_test=protocol.n_test if n_test is None else n_test,
-        n_queries=protocol.n_queries if n_queries is None else n_queries,
-    )
 
 
 def save_figure(
@@ -105,24 +87,6 @@ def image_sizes(paths: Sequence[str | Path]) -> np.ndarray:
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         return np.array(list(pool.map(size, paths)), dtype=np.int64).reshape(-1, 2)
-
-
-def labelled_images(dataset_dir: str | Path) -> tuple[list[Path], np.ndarray]:
-    """Return ``(paths, labels)`` of a folder with one subfolder per label; raises when it holds none."""
-    paths, labels = list_labelled_images(dataset_dir)
-    if not paths:
-        raise ImageRankError(
-            f"{dataset_dir}: no images in label subfolders (expected DATASET/<label>/<image>)"
-        )
-    return paths, labels
-
-
-def dataset_embeddings(
-    paths: Sequence[str | Path], model: str = DEFAULT_MODEL, show_progress_bar: bool = False
-) -> np.ndarray:
-    """Return one vector per path, embedding only files the on-disk cache has not seen."""
-    embedder = create_embedder(model)
-    return cached_embeddings(paths, embedder, cache_dir() / "embeddings", show_progress_bar=show_progress_bar)
 
 
 @dataclass
