@@ -17,6 +17,7 @@ from imagerank.errors import ImageRankError
 from imagerank.evaluation import EvaluationResult, dataset_embeddings, evaluate_protocol, labelled_images
 from imagerank.models import DEFAULT_MODEL
 from imagerank.protocols import PROTOCOLS, protocol_named
+from imagerank.ranking import get_method
 
 DEFAULT_METHODS = "random,cosine,lda,propagation,qe,dba,kreciprocal,probe,probe+qe"
 
@@ -53,6 +54,8 @@ def evaluate_command(
     names = [name.strip() for name in methods.split(",") if name.strip()]
     try:
         chosen = protocol_named(protocol, test_per_label, queries_per_label, seed)
+        for name in names:  # fail on a misspelt method before spending minutes on embeddings
+            get_method(name)
         paths, labels = labelled_images(dataset_dir)
         started = time.perf_counter()
         vectors = dataset_embeddings(paths, model, show_progress_bar=True)

@@ -1,0 +1,38 @@
+"""`imagerank evaluate` end to end: real backbone, embedding cache, methods, table and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def test_evaluate_writes_table_and_json_and_reuses_the_embedding_cache(cli, sample_dir: Path, tmp_path: Path):
+    out = tmp_path / "result.json"
+    arguments = [
+        "evaluate", sample_dir, "--protocol", "per-label", "--test-per-label", "6",
+        "--queries-per-label", "2", "--methods", "random,cosine,probe+qe", "-k", "5", "--out", out,
+    ]  # fmt: skip
+    first = cli(*arguments)
+    assert first.returncode == 0, first.stderr
+    result = json.loads(out.read_text())
+    assert (result["n_train"], result["n_candidates"], result["n_queries"]) == (20, 40, 20)
+    for method in ("random", "cosine", "probe+qe"):
+        assert 0.0 <= result[f"{method}_p@5"] <= 1.0
+        low, high = result[f"{method}_p@5_ci95"]
+        assert low <= result[f"{method}_p@5"] <= high
+        assert len(result[f"{method}_precision_curve"]) == 50
+    # 10 clearly distinct categories: cosine on ImageNet features is far above chance (1 in 10)
+    assert result["cosine_p@5"] > 0.6 > 0.3 > result["random_p@5"]
+    assert "cosine" in first.stdout and "p@5" in first.stdout
+
+    second = cli(*arguments)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(out.read_text())["embedding_seconds"] < result["embedding_seconds"]
+    assert json.loads(out.read_text())["cosine_p@5"] == result["cosine_p@5"]
+
+
+def test_evaluate_rejects_an_unknown_method_with_the_list_of_methods(cli, sample_dir: Path, tmp_path: Path):
+    completed = cli("evaluate", sample_dir, "--methods", "cosine,nonsense", "--out", tmp_path / "r.json")
+    assert completed.returncode == 1
+    assert "nonsense" in completed.stderr and "probe" in completed.stderr
+    assert not (tmp_path / "r.json").exists()
