@@ -2,24 +2,20 @@ import json
 import os
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from imagerank import metrics
-from imagerank.evaluation import cached_embeddings, evaluate_protocol, evaluate_split
+from imagerank.evaluation import cached_embeddings, dataset_embeddings, evaluate_protocol, evaluate_split
+from imagerank.models import BackboneSpec
 from imagerank.protocols import SEED_PROTOCOL, Protocol, list_labelled_images
-from imagerank.ranking import CosineRanker, get_method, list_methods, normalized
+from imagerank.ranking import CosineRanker, ProbeRanker, get_method, list_methods, normalized
 
 CALTECH = Path(__file__).resolve().parents[1] / "../shared/datasets/caltech101/101_ObjectCategories"
 needs_caltech = pytest.mark.skipif(not CALTECH.is_dir(), reason="Caltech-101 is not present")
-FEATURES = Path(
-    os.environ.get("IMAGERANK_CALTECH_FEATURES", "/tmp/imagerank-features/caltech101_mobilenet_v2.npz")
-)
-needs_features = pytest.mark.skipif(
-    not FEATURES.is_file(), reason=f"no cached Caltech-101 features at {FEATURES}"
-)
+FEATURES = os.environ.get("IMAGERANK_CALTECH_FEATURES")
+"""Optional .npz (paths, labels, vectors) to skip embedding Caltech-101 while developing."""
 EVERY_METHOD = [*list_methods(), "probe+qe"]
 
 
@@ -110,16 +106,16 @@ def test_random_baseline_reproduces_the_published_numbers_on_caltech():
 
 @pytest.fixture(scope="module")
 def caltech_features():
-    with np.load(FEATURES) as stored:
-        paths, labels, vectors = stored["paths"], stored["labels"], stored["vectors"]
-    if CALTECH.is_dir():
-        listed, listed_labels = list_labelled_images(CALTECH)
-        assert paths.tolist() == [p.relative_to(CALTECH).as_posix() for p in listed]
-        np.testing.assert_array_equal(labels, listed_labels)
-    return vectors, labels
+    """MobileNetV2 vectors of all 9,144 seed-protocol images, through the real pipeline and its cache."""
+    listed, listed_labels = list_labelled_images(CALTECH)
+    if FEATURES:
+        with np.load(FEATURES) as stored:
+            assert stored["paths"].tolist() == [p.relative_to(CALTECH).as_posix() for p in listed]
+            return stored["vectors"], stored["labels"]
+    return dataset_embeddings(listed, "mobilenet_v2"), listed_labels
 
 
-@needs_features
+@needs_caltech
 def test_caltech_seed_protocol_numbers(caltech_features):
     vectors, labels = caltech_features
     start = time.perf_counter()
@@ -127,12 +123,13 @@ def test_caltech_seed_protocol_numbers(caltech_features):
     print(f"\nall {len(EVERY_METHOD)} methods in {time.perf_counter() - start:.1f}s")
     flat = result.to_dict()
     assert abs(flat["cosine_p@10"] - 0.6947) < 0.05
-    assert flat["probe+qe_p@10"] > 0.86 and flat["probe+qe_ap@10"] > 0.84
+    # measured: 0.889 / 0.878 on MobileNetV2 features, 0.886 / 0.877 on EfficientNet-Lite0's
+    assert flat["probe+qe_p@10"] > 0.875 and flat["probe+qe_ap@10"] > 0.865
     for name in ["lda", "probe", "propagation", "qe", "dba", "kreciprocal", "probe+qe"]:
         assert flat[f"{name}_p@10"] > flat["cosine_p@10"], name
 
 
-@needs_features
+@needs_caltech
 @pytest.mark.parametrize("method", ["lda", "probe", "probe+qe", "propagation", "qe", "kreciprocal"])
 def test_caltech_categories_absent_from_training_rank_no_worse_than_cosine(caltech_features, method):
     vectors, labels = caltech_features
@@ -146,11 +143,25 @@ def test_caltech_categories_absent_from_training_rank_no_worse_than_cosine(calte
     assert result.methods[method].per_query["p@10"][on_unseen].mean() >= cosine - 0.02
 
 
+@needs_caltech
+def test_caltech_probe_fallback_alone_beats_cosine_on_categories_absent_from_training(caltech_features):
+    """The probe's novelty gate can open early only because its fallback beats cosine on new categories."""
+    vectors, labels = caltech_features
+    unseen = tuple(np.unique(labels)[1::4].tolist())
+    split = Protocol(name="unseen-categories", unseen_labels=unseen).split(labels)
+    fallback_only = ProbeRanker(novelty_threshold=2.0)  # confidence never exceeds 1: the gate stays shut
+    result = evaluate_split(vectors, labels, split, {"cosine": CosineRanker(), "fallback": fallback_only})
+    on_unseen = np.isin(labels[split.queries], unseen)
+    cosine = result.methods["cosine"].per_query["p@10"][on_unseen].mean()
+    # measured: 0.789 against cosine's 0.731 on MobileNetV2 features
+    assert result.methods["fallback"].per_query["p@10"][on_unseen].mean() > cosine + 0.03
+
+
 class CountingEmbedder:
     """A deterministic stand-in for imagerank.embedding's embedders: vectors from file bytes."""
 
     def __init__(self, weights_id="w1"):
-        self.spec = SimpleNamespace(name="fake/model", dim=8, weights_id=weights_id)
+        self.spec = BackboneSpec(name="fake/model", dim=8, weights_id=weights_id)
         self.embedded = []
 
     def encode(self, paths, batch_size=64, show_progress_bar=False):

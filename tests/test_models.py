@@ -208,3 +208,14 @@ def test_cli_offline_without_weights_fails_cleanly(
     assert str(offline_without_cache / "resnet50-0676ba61.pth") in result.stderr
     assert "Traceback" not in result.stderr
     assert not (index_dir / "manifest.json").exists()
+
+
+def test_vector_id_changes_with_weights_and_preprocessing_but_not_otherwise() -> None:
+    from dataclasses import replace
+
+    from imagerank.models import BackboneSpec
+
+    spec = BackboneSpec(name="m", dim=4, weights_id="w#1")
+    assert spec.vector_id() == BackboneSpec(name="m", dim=4, weights_id="w#1").vector_id()
+    others = [replace(spec, crop=False), replace(spec, weights_id="w#2"), replace(spec, interpolation="bicubic")]
+    assert len({spec.vector_id(), *(other.vector_id() for other in others)}) == 4

@@ -22,7 +22,13 @@ from imagerank.cli_serve import serve_command
 from imagerank.decoding import IMAGE_EXTENSIONS
 from imagerank.errors import ImageRankError
 from imagerank.index import Index, IndexReport
-from imagerank.models import DEFAULT_MODEL, get_backbone_entry, list_backbones, offline_weights_path
+from imagerank.models import (
+    DEFAULT_MODEL,
+    BackboneSpec,
+    get_backbone_entry,
+    list_backbones,
+    offline_weights_path,
+)
 
 EXIT_ERROR = 1
 EXIT_SKIPPED = 3
@@ -212,7 +218,7 @@ def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
             {
                 "name": name,
                 "dim": spec.dim,
-                "input": f"{spec.input_size}px (resize {spec.resize_size}, {spec.interpolation})",
+                "input": f"{spec.input_size}px ({_resize_policy(spec)}, {spec.interpolation})",
                 "offline": local is not None,
                 "weights": str(local) if local else f"download ({entry.weights_file})",
                 "description": entry.description,
@@ -235,6 +241,10 @@ app.command("serve")(serve_command)
 app.command("evaluate")(evaluate_command)
 app.command("report")(report_command)
 app.add_typer(plot_app, name="plot")
+
+
+def _resize_policy(spec: BackboneSpec) -> str:
+    return f"resize {spec.resize_size}, center crop" if spec.crop else "whole image, resized"
 
 
 @app.callback()

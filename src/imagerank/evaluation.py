@@ -234,9 +234,7 @@ def cached_embeddings(
     ``cache_dir``) mapping file-content digests to vectors, so renamed or moved files are not
     re-embedded and edited files are. Raises ``BadImageError`` on a file that cannot be embedded.
     """
-    cache_file = (
-        Path(cache_dir) / f"{_safe_name(embedder.spec.name)}-{_safe_name(embedder.spec.weights_id)}.npz"
-    )
+    cache_file = Path(cache_dir) / f"{_safe_name(embedder.spec.vector_id())}.npz"
     digests = np.array([file_digest(path) for path in paths])
     cached = _read_cache(cache_file, embedder.spec.dim)
     missing = np.unique(digests[~np.isin(digests, list(cached))])

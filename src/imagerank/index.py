@@ -93,6 +93,7 @@ class Index:
             "format_version": FORMAT_VERSION,
             "model": spec.name,
             "weights_id": spec.weights_id,
+            "vector_id": spec.vector_id(),
             "weights_file": str(Path(weights).resolve()) if weights else None,
             "dim": spec.dim,
             "metric": "cosine",
@@ -283,11 +284,11 @@ class Index:
 
     def _check_embedder(self, embedder: Embedder) -> None:
         spec = embedder.spec
-        expected = (self.manifest["model"], self.manifest["weights_id"], int(self.manifest["dim"]))
-        if (spec.name, spec.weights_id, spec.dim) != expected:
+        if spec.vector_id() != self.manifest.get("vector_id"):
             raise ModelMismatchError(
-                f"the index at {self.directory} was built with {expected[0]} (weights {expected[1]}), "
-                f"not {spec.name} (weights {spec.weights_id}); vectors from different models cannot be mixed"
+                f"the index at {self.directory} holds vectors of {self.manifest.get('vector_id')} "
+                f"(model, weights, preprocessing), not of {spec.vector_id()}: vectors from different "
+                f"models or preprocessing cannot be mixed"
             )
 
     def _claim_root(self, root: Path) -> Path:

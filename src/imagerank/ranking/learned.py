@@ -150,7 +150,8 @@ class ProbeRanker(Ranker):
     posteriors for queries and candidates; ``P(same label) = sum_c p(c | query) p(c | candidate)``
     ranks best when the posteriors are right. A query from a category absent from training has no
     right posterior, so a novelty gate blends towards a soft score (cosine of flattened posteriors plus
-    plain cosine) that never ranks below cosine on held-out categories. The gate reads the query's
+    cosine in the half-whitened principal subspace) that ranks above cosine on held-out categories;
+    that fallback is good enough to let the gate open early. The gate reads the query's
     confidence (largest posterior) averaged with that of its nearest candidates: images of an unseen
     category sit among other low-confidence images. Confidence is measured above chance
     (``1 / n_classes``), so the threshold means the same with 10 training labels or 100.
@@ -168,8 +169,8 @@ class ProbeRanker(Ranker):
         n_components: int = 256,
         C: float = 3.0,
         sharpness: float = 2.0,
-        novelty_threshold: float = 0.5,
-        novelty_slope: float = 40.0,
+        novelty_threshold: float = 0.45,
+        novelty_slope: float = 20.0,
     ) -> None:
         self.n_components = n_components
         self.C = C
@@ -185,9 +186,12 @@ class ProbeRanker(Ranker):
     ) -> Self:
         """Learn the principal subspace, then a class-balanced logistic regression within it."""
         class_indices(train_labels)
-        self.mean_, self.basis_ = principal_subspace(
-            _fit_pool(train_vectors, unlabelled_vectors), self.n_components
-        )
+        pool = _fit_pool(train_vectors, unlabelled_vectors)
+        self.mean_, self.basis_ = principal_subspace(pool, self.n_components)
+        # dividing each principal axis by the square root of its spread ("half whitening") makes
+        # the fallback cosine weigh the many small, discriminative axes more than plain cosine does
+        spread = self._projected(pool).std(axis=0)
+        self.axis_scale_ = np.sqrt(np.maximum(spread, np.finfo(np.float32).tiny))
         # tol=1e-3 stops after ~12 L-BFGS steps instead of ~30, with the same rankings within noise
         self.classifier_ = LogisticRegression(C=self.C, class_weight="balanced", tol=1e-3, max_iter=500)
         self.classifier_.fit(self._projected(train_vectors), np.asarray(train_labels))
@@ -195,6 +199,10 @@ class ProbeRanker(Ranker):
 
     def _projected(self, vectors: np.ndarray) -> np.ndarray:
         return (normalized(vectors) - self.mean_) @ self.basis_
+
+    def _half_whitened(self, vectors: np.ndarray) -> np.ndarray:
+        check_fitted(self, "axis_scale_")
+        return normalized(self._projected(vectors) / self.axis_scale_)
 
     def logits(self, vectors: np.ndarray) -> np.ndarray:
         """Return the probe's class logits, one row per vector, columns in ``classifier_.classes_``."""
@@ -208,6 +216,7 @@ class ProbeRanker(Ranker):
         """Return ``gate * P(same label) + (1 - gate) * soft score`` (see the class docstring)."""
         query_logits, candidate_logits = self.logits(query_vectors), self.logits(candidate_vectors)
         plain = normalized(query_vectors) @ normalized(candidate_vectors).T
+        whitened = self._half_whitened(query_vectors) @ self._half_whitened(candidate_vectors).T
         same_label = posterior_similarity(
             sharpened_posteriors(query_logits, self.sharpness),
             sharpened_posteriors(candidate_logits, self.sharpness),
@@ -216,7 +225,7 @@ class ProbeRanker(Ranker):
             normalized(sharpened_posteriors(query_logits, _FLAT))
             @ normalized(sharpened_posteriors(candidate_logits, _FLAT)).T
         )
-        soft = 0.5 * flat_similarity + 0.5 * plain
+        soft = 0.5 * flat_similarity + 0.5 * whitened
         gate = known_class_gate(
             query_logits, candidate_logits, plain, self.novelty_threshold, self.novelty_slope
         )
