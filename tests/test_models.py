@@ -217,5 +217,9 @@ def test_vector_id_changes_with_weights_and_preprocessing_but_not_otherwise() ->
 
     spec = BackboneSpec(name="m", dim=4, weights_id="w#1")
     assert spec.vector_id() == BackboneSpec(name="m", dim=4, weights_id="w#1").vector_id()
-    others = [replace(spec, crop=False), replace(spec, weights_id="w#2"), replace(spec, interpolation="bicubic")]
+    others = [
+        replace(spec, crop=False),
+        replace(spec, weights_id="w#2"),
+        replace(spec, interpolation="bicubic"),
+    ]
     assert len({spec.vector_id(), *(other.vector_id() for other in others)}) == 4
