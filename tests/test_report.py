@@ -13,22 +13,13 @@ from xml.etree import ElementTree
 
 import pytest
 import typer
+from browser import CHROMIUM, CHROMIUM_ARGS
 from PIL import Image
 from typer.testing import CliRunner
 
 from imagerank.cli_report import plot_app, report_command
 
 SMALL_PROTOCOL = ["--test-per-label", "6", "--queries-per-label", "2"]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")

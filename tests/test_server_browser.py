@@ -15,21 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, CHROMIUM_ARGS
 from PIL import Image
 from server_fixtures import Served, sample_server
 
 from imagerank import Embedder
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 QUERY = "pizza/image_0001.jpg"
 TIMEOUT_MS = 30_000
 
