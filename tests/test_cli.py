@@ -206,3 +206,25 @@ def test_killed_indexing_keeps_what_it_committed_and_resumes(
         assert len(index) == total
         after = {record.path: record.id for record in index.store.all_records()}
         assert {path: after[path] for path in survivors} == survivors
+
+
+def test_index_type_is_switched_reported_with_its_recall_and_kept(
+    cli, cli_index, sample_dir: Path, tmp_path: Path
+) -> None:
+    directory = tmp_path / "copy.index"
+    shutil.copytree(cli_index[0], directory)
+    result = cli("index", sample_dir, "--index", directory, "--index-type", "hnsw", "-q")
+    assert result.returncode == 0, result.stderr
+    assert _summary(result.stderr) == (0, 80, 0, 0)  # a new layout re-embeds nothing
+    assert "vectors: hnsw (M=32, efSearch=128)" in result.stderr
+    assert "recall@10 1.000 against exact search (80 sampled queries, 80 vectors)" in result.stderr
+    info = json.loads(cli("info", "--index", directory, "--json").stdout)
+    assert info["store"]["index_type"] == "hnsw" and info["store"]["recall"]["vectors"] == 80
+    assert json.loads((directory / "manifest.json").read_text())["index_type"] == "hnsw"
+    by_id = json.loads(cli("search", "--id", "1", "--index", directory, "--json").stdout)
+    assert by_id["results"][0]["label"] == "airplanes"
+
+    result = cli("index", sample_dir, "--index", directory, "-q")  # no flag: the index keeps its layout
+    assert "vectors: hnsw" in result.stderr
+    result = cli("index", sample_dir, "--index", directory, "--index-type", "annoy", "-q")
+    assert result.returncode == 1 and "unknown index type 'annoy'" in result.stderr

@@ -36,3 +36,10 @@ def test_evaluate_rejects_an_unknown_method_with_the_list_of_methods(cli, sample
     assert completed.returncode == 1
     assert "nonsense" in completed.stderr and "probe" in completed.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def test_evaluate_rejects_an_empty_backbone_name_in_a_joined_model(cli, sample_dir: Path, tmp_path: Path):
+    completed = cli("evaluate", sample_dir, "--model", "mobilenet_v2+", "--out", tmp_path / "r.json")
+    assert completed.returncode == 1
+    assert "empty backbone name" in completed.stderr
+    assert not (tmp_path / "r.json").exists()

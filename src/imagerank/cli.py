@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from imagerank.ann import INDEX_TYPES
 from imagerank.cli_evaluate import evaluate_command
 from imagerank.cli_report import plot_app, report_command
 from imagerank.cli_serve import serve_command
@@ -52,7 +53,11 @@ WeightsOption = Annotated[
     typer.Option("--weights", help="State-dict file to use instead of installed or downloaded weights."),
 ]
 EngineOption = Annotated[
-    str, typer.Option("--engine", help="Inference engine: auto, onnx (fast on CPU) or torch (GPU: --device).")
+    str,
+    typer.Option(
+        "--engine",
+        help="Inference engine: auto, onnx (fast on CPU), torch (GPU: --device), ray (cluster: --address).",
+    ),
 ]
 DeviceOption = Annotated[
     str,
@@ -84,6 +89,28 @@ def index_command(
     engine: EngineOption = "auto",
     device: DeviceOption = "cpu",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    index_type: Annotated[
+        str | None,
+        typer.Option(
+            "--index-type",
+            help=f"Vector layout: {', '.join(INDEX_TYPES)} [default: auto, or the index's own]. auto picks "
+            "exact search for small collections, HNSW, then IVF-PQ as they grow.",
+        ),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Where a new index keeps its vectors: faiss (embedded, default), milvus-lite:PATH.db or "
+            "milvus://HOST:PORT/COLLECTION.",
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address", help="Ray cluster address for --engine ray (default: $RAY_ADDRESS or local)."
+        ),
+    ] = None,
     extensions: Annotated[
         str, typer.Option("--extensions", help="Comma-separated file extensions to index.")
     ] = ",".join(sorted(IMAGE_EXTENSIONS)),
@@ -91,8 +118,17 @@ def index_command(
 ) -> None:
     """Embed every image under FOLDER into the index; later runs embed only new or changed files."""
     try:
+        if address is not None and engine != "ray":
+            raise ImageRankError("--address is for --engine ray")
         with Index.open_or_create(
-            index, model=model, weights=weights, engine=engine, device=device
+            index,
+            model=model,
+            weights=weights,
+            engine=engine,
+            device=device,
+            index_type=index_type,
+            store=store,
+            address=address,
         ) as opened:
             report = opened.sync(
                 folder,
@@ -100,12 +136,27 @@ def index_command(
                 batch_size=batch_size,
                 show_progress_bar=not quiet,
             )
+            layout = describe_store(opened.store.describe())
     except ImageRankError as error:
         raise fail(error) from error
     report_skipped(report)
-    err.print(f"{index}: {report.summary()}", highlight=False, markup=False)
+    err.print(f"{index}: {report.summary()}; vectors: {layout}", highlight=False, markup=False)
     if report.skipped:
         raise typer.Exit(EXIT_SKIPPED)
+
+
+def describe_store(store: dict) -> str:
+    """One line on where the vectors are, their layout and, for approximate ones, the recall measured."""
+    line = store.get("layout") or store.get("index_type", "")
+    if store.get("backend") != "faiss":
+        line = f"{store.get('backend')} {store.get('uri', '')} {line}".strip()
+    recall = store.get("recall") or {}
+    if "recall_at_10" in recall:
+        line += (
+            f"; recall@10 {recall['recall_at_10']:.3f} against exact search "
+            f"({recall['queries']} sampled queries, {recall['vectors']:,} vectors)"
+        )
+    return line
 
 
 def report_skipped(report: IndexReport) -> None:
@@ -198,6 +249,7 @@ def info_command(
         ("weights", info["weights_id"]),
         ("images", str(info["count"])),
         ("labels", shown + more),
+        ("vectors", describe_store(info["store"])),
         ("root", str(info["root"])),
         ("size on disk", f"{info['size_bytes'] / 2**20:.1f} MiB"),
         ("created", f"{info['created']} (imagerank {info['imagerank_version']})"),

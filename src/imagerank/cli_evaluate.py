@@ -33,7 +33,12 @@ def evaluate_command(
     protocol: Annotated[
         str, typer.Option("--protocol", help=f"Split protocol: {', '.join(PROTOCOLS)}.")
     ] = "seed",
-    model: Annotated[str, typer.Option("--model", "-m", help="Backbone.")] = DEFAULT_MODEL,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", help="Backbone; join several with '+' (e.g. mobilenet_v2+efficientnet_lite0)."
+        ),
+    ] = DEFAULT_MODEL,
     methods: Annotated[
         str,
         typer.Option("--methods", help="Comma-separated ranking methods; compose with '+' (e.g. probe+qe)."),

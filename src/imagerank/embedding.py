@@ -30,7 +30,7 @@ from imagerank.models import DEFAULT_MODEL, BackboneSpec, load_backbone
 
 logger = logging.getLogger(__name__)
 
-ENGINES = ("auto", "onnx", "torch")
+ENGINES = ("auto", "onnx", "torch", "ray")
 CACHE_ENV = "IMAGERANK_CACHE"
 
 ImageInput = Image.Image | str | Path
@@ -295,21 +295,29 @@ def create_embedder(
     engine: str = "auto",
     device: str = "cpu",
     decode_workers: int | None = None,
+    address: str | None = None,
 ) -> Embedder:
     """An embedder for a registered backbone (`list_backbones()`) or any `timm:<name>`.
 
     Args:
         name: backbone name.
         weights: a state-dict file to use instead of the installed or downloadable weights.
-        engine: "onnx" (ONNX Runtime, fastest on CPUs), "torch" (reference; use for GPUs) or "auto".
+        engine: "onnx" (ONNX Runtime, fastest on CPUs), "torch" (reference; use for GPUs), "auto", or
+            "ray" (files embedded on a Ray cluster by "auto" engines; see `imagerank.embedding_ray`).
         device: torch device for the torch engine, e.g. "cuda".
         decode_workers: threads decoding images ahead of inference (default: one per core, 2 to 8).
+        address: the Ray cluster for engine "ray" ("auto", "ray://host:10001"; default: `$RAY_ADDRESS`,
+            else a local Ray instance).
 
     Raises:
         UnknownModelError, WeightsNotFoundError.
     """
     if engine not in ENGINES:
         raise ImageRankError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine == "ray":
+        from imagerank.embedding_ray import RayEmbedder
+
+        return RayEmbedder(name, weights, device=device, address=address, decode_workers=decode_workers)
     network, spec = load_backbone(name, weights)
     use_onnx = engine == "onnx" or (engine == "auto" and device == "cpu" and _onnxruntime_available())
     runner: Callable[[np.ndarray], np.ndarray] = (

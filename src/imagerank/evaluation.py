@@ -25,7 +25,7 @@ from imagerank.embedding import cache_dir, create_embedder
 from imagerank.errors import ImageRankError
 from imagerank.models import DEFAULT_MODEL
 from imagerank.protocols import Protocol, Split, list_labelled_images
-from imagerank.ranking import Ranker, get_method
+from imagerank.ranking import Ranker, get_method, normalized
 
 __all__ = [
     "EvaluationResult",
@@ -34,6 +34,7 @@ __all__ = [
     "dataset_embeddings",
     "evaluate_protocol",
     "evaluate_split",
+    "joined_embeddings",
     "labelled_images",
 ]
 
@@ -284,6 +285,30 @@ def labelled_images(dataset_dir: str | Path) -> tuple[list[Path], np.ndarray]:
 def dataset_embeddings(
     paths: Sequence[str | Path], model: str = DEFAULT_MODEL, show_progress_bar: bool = False
 ) -> np.ndarray:
-    """Return one vector per path, embedding only files the on-disk cache has not seen."""
-    embedder = create_embedder(model)
-    return cached_embeddings(paths, embedder, cache_dir() / "embeddings", show_progress_bar=show_progress_bar)
+    """Return one vector per path, embedding only files the on-disk cache has not seen.
+
+    ``model`` may join backbones with ``+`` (``mobilenet_v2+efficientnet_lite0``): the vectors are then
+    :func:`joined_embeddings` of each backbone's, so learned methods see what either backbone saw.
+    """
+    backbones = [name.strip() for name in model.split("+")]
+    if "" in backbones:
+        raise ValueError(
+            f"empty backbone name in {model!r}; join backbones as 'mobilenet_v2+efficientnet_lite0'"
+        )
+    return joined_embeddings(
+        [
+            cached_embeddings(
+                paths, create_embedder(name), cache_dir() / "embeddings", show_progress_bar=show_progress_bar
+            )
+            for name in backbones
+        ]
+    )
+
+
+def joined_embeddings(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Return each part's unit rows side by side, scaled by ``1 / sqrt(len(parts))``.
+
+    The result has unit rows, and the cosine of two of them is the mean of the parts' cosines, so every
+    method works on it unchanged and no backbone outweighs another. One part comes back unit-normalised.
+    """
+    return np.hstack([normalized(part) for part in parts]) / np.float32(np.sqrt(len(parts)))

@@ -21,7 +21,7 @@ from imagerank.decoding import IMAGE_EXTENSIONS, file_digest, scan_image_files
 from imagerank.embedding import Embedder, create_embedder
 from imagerank.errors import BadImageError, ImageRankError, ModelMismatchError
 from imagerank.models import DEFAULT_MODEL
-from imagerank.store import FaissStore, ImageRecord, read_manifest, write_json_atomically
+from imagerank.store import ImageRecord, VectorStore, open_store, read_manifest, write_json_atomically
 
 FORMAT = "imagerank-index"
 FORMAT_VERSION = 1
@@ -58,11 +58,12 @@ class Index:
         self,
         directory: Path,
         manifest: dict,
-        store: FaissStore,
+        store: VectorStore,
         embedder: Embedder | None = None,
         weights: str | Path | None = None,
         engine: str = "auto",
         device: str = "cpu",
+        address: str | None = None,
     ) -> None:
         self.directory = directory
         self.manifest = manifest
@@ -71,6 +72,7 @@ class Index:
         self._weights = weights
         self._engine = engine
         self._device = device
+        self._address = address
 
     @classmethod
     def create(
@@ -81,12 +83,23 @@ class Index:
         engine: str = "auto",
         device: str = "cpu",
         embedder: Embedder | None = None,
+        index_type: str = "auto",
+        store: str | None = None,
+        address: str | None = None,
     ) -> Index:
-        """A new empty index at `directory` (which must not hold an index yet)."""
+        """A new empty index at `directory` (which must not hold an index yet).
+
+        `index_type` is the vector layout (`imagerank.ann.INDEX_TYPES`; ``auto`` picks by size); `store`
+        where the vectors live: None for the embedded FAISS + SQLite store in `directory`,
+        ``milvus-lite:PATH.db`` or ``milvus://HOST:PORT/COLLECTION``. `address` is the Ray cluster for
+        ``engine="ray"``.
+        """
         directory = Path(directory)
         if (directory / "manifest.json").exists():
             raise ImageRankError(f"an index already exists at {directory}; use Index.open")
-        embedder = embedder or create_embedder(model, weights=weights, engine=engine, device=device)
+        embedder = embedder or create_embedder(
+            model, weights=weights, engine=engine, device=device, address=address
+        )
         spec = embedder.spec
         manifest = {
             "format": FORMAT,
@@ -98,14 +111,16 @@ class Index:
             "dim": spec.dim,
             "metric": "cosine",
             "preprocessing": spec.preprocessing(),
+            "index_type": index_type,
+            "store": _store_location(store),
             "imagerank_version": __version__,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "root": None,
         }
         directory.mkdir(parents=True, exist_ok=True)
-        store = FaissStore(directory, spec.dim)
+        opened = open_store(manifest["store"], directory, spec.dim, index_type)
         write_json_atomically(directory / "manifest.json", manifest)
-        return cls(directory, manifest, store, embedder)
+        return cls(directory, manifest, opened, embedder, engine=engine, device=device, address=address)
 
     @classmethod
     def open(
@@ -115,16 +130,24 @@ class Index:
         engine: str = "auto",
         device: str = "cpu",
         embedder: Embedder | None = None,
+        index_type: str | None = None,
+        address: str | None = None,
     ) -> Index:
-        """Open an existing index. The backbone is loaded only when an image has to be embedded."""
+        """Open an existing index. The backbone is loaded only when an image has to be embedded.
+
+        An `index_type` other than the index's own switches its layout (rebuilt from the stored vectors).
+        """
         directory = Path(directory)
         manifest = read_manifest(directory)
         if manifest.get("format") != FORMAT:
             raise ImageRankError(f"{directory} is not an imagerank index")
-        store = FaissStore(directory, int(manifest["dim"]))
-        index = cls(
-            directory, manifest, store, embedder, weights or manifest.get("weights_file"), engine, device
-        )
+        layout = index_type or manifest.get("index_type", "auto")
+        store = open_store(manifest.get("store"), directory, int(manifest["dim"]), layout)
+        if layout != manifest.get("index_type", "auto"):
+            manifest["index_type"] = layout
+            write_json_atomically(directory / "manifest.json", manifest)
+        weights = weights or manifest.get("weights_file")
+        index = cls(directory, manifest, store, embedder, weights, engine, device, address)
         if embedder is not None:
             index._check_embedder(embedder)
         return index
@@ -137,10 +160,26 @@ class Index:
         weights: str | Path | None = None,
         engine: str = "auto",
         device: str = "cpu",
+        index_type: str | None = None,
+        store: str | None = None,
+        address: str | None = None,
     ) -> Index:
         """Open the index at `directory`, or create it with `model` (default: mobilenet_v2)."""
         if (Path(directory) / "manifest.json").exists():
-            index = cls.open(directory, weights=weights, engine=engine, device=device)
+            index = cls.open(
+                directory,
+                weights=weights,
+                engine=engine,
+                device=device,
+                index_type=index_type,
+                address=address,
+            )
+            if store is not None and _store_location(store) != index.manifest.get("store"):
+                current = index.manifest.get("store") or "faiss"
+                raise ImageRankError(
+                    f"the index at {directory} keeps its vectors in {current}; it cannot move to {store} "
+                    f"(use another --index directory)"
+                )
             if model is not None and model != index.model:
                 raise ModelMismatchError(
                     f"the index at {directory} holds {index.model} vectors; it cannot take {model} "
@@ -148,7 +187,14 @@ class Index:
                 )
             return index
         return cls.create(
-            directory, model=model or DEFAULT_MODEL, weights=weights, engine=engine, device=device
+            directory,
+            model=model or DEFAULT_MODEL,
+            weights=weights,
+            engine=engine,
+            device=device,
+            index_type=index_type or "auto",
+            store=store,
+            address=address,
         )
 
     def __enter__(self) -> Index:
@@ -174,7 +220,11 @@ class Index:
         """The backbone that made this index's vectors, loaded on first use."""
         if self._embedder is None:
             embedder = create_embedder(
-                self.model, weights=self._weights, engine=self._engine, device=self._device
+                self.model,
+                weights=self._weights,
+                engine=self._engine,
+                device=self._device,
+                address=self._address,
             )
             self._check_embedder(embedder)
             self._embedder = embedder
@@ -254,7 +304,7 @@ class Index:
         return self.root / record.path
 
     def info(self) -> dict:
-        """Model, count, labels and size on disk."""
+        """Model, count, labels, size on disk, and the store: layout and measured recall."""
         size = sum(path.stat().st_size for path in self.directory.iterdir() if path.is_file())
         return {
             "directory": str(self.directory),
@@ -265,6 +315,7 @@ class Index:
             "count": len(self),
             "labels": {str(label): count for label, count in self.store.labels().items()},
             "size_bytes": size,
+            "store": self.store.describe(),
             "imagerank_version": self.manifest.get("imagerank_version"),
             "created": self.manifest.get("created"),
         }
@@ -319,6 +370,15 @@ class Index:
                     report.skipped.append(BadImageError(path, f"cannot read: {error.strerror or error}"))
             self.store.upsert(records, batch.vectors[keep])
             report.indexed.extend(record.path for record in records)
+
+
+def _store_location(store: str | None) -> str | None:
+    """How the manifest records a store: None for the embedded one, Milvus Lite paths made absolute."""
+    if store in (None, "", "faiss"):
+        return None
+    if store.startswith("milvus-lite:"):
+        return "milvus-lite:" + str(Path(store.removeprefix("milvus-lite:")).resolve())
+    return store
 
 
 def _relative(path: Path, root: Path) -> str:

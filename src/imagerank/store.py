@@ -1,13 +1,19 @@
 """The on-disk index store: SQLite metadata (the source of truth, vectors included) plus a FAISS index.
 
 Layout of an index directory:
-    manifest.json          model, weights id, dimension, preprocessing, package version (written atomically)
+    manifest.json          model, weights id, dimension, preprocessing, index type (written atomically)
     metadata.sqlite        one row per image: path, label, digest, size, mtime, width, height, vector
     vectors-<gen>.faiss    FAISS index for generation <gen>, a cache rebuilt from SQLite when missing
+    vectors-<gen>.json     its layout (`imagerank.ann.IndexPlan`)
 
 Every change is one SQLite transaction that also bumps the generation; the FAISS file of the new generation
 is written to a temporary name and renamed into place afterwards. A process killed at any moment therefore
 leaves a readable index: at worst the FAISS file is behind the database and is rebuilt on the next open.
+
+The FAISS layout (exact, compressed or approximate) comes from `imagerank.ann.plan_index`; with ``auto``
+it changes as the collection grows, and the store rebuilds the FAISS copy when it does. For approximate
+layouts the store measures recall@10 against exact search on a sample of its own vectors after each build
+and again when the collection has grown by a quarter, and `describe()` reports it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,15 @@ from typing import Protocol
 import faiss
 import numpy as np
 
+from imagerank.ann import (
+    RECALL_K,
+    RECALL_QUERIES,
+    IndexPlan,
+    build_index,
+    plan_index,
+    recall_at_k,
+    search_parameters,
+)
 from imagerank.errors import ImageRankError, IndexNotFoundError
 
 SCHEMA_VERSION = 1
@@ -62,9 +77,31 @@ class VectorStore(Protocol):
 
     def records(self, ids: Sequence[int]) -> list[ImageRecord]: ...
 
+    def all_records(self) -> list[ImageRecord]: ...
+
     def vectors(self, ids: Sequence[int]) -> np.ndarray: ...
 
+    def labels(self) -> dict[str | None, int]: ...
+
+    def flush(self) -> None: ...
+
+    def describe(self) -> dict: ...
+
     def close(self) -> None: ...
+
+
+def open_store(location: str | None, directory: Path, dim: int, index_type: str = "auto") -> VectorStore:
+    """The store at `location`: the embedded FAISS + SQLite store in `directory` (None or ``faiss``),
+    ``milvus-lite:PATH.db`` for embedded Milvus Lite, or ``milvus://HOST:PORT/COLLECTION`` for a server."""
+    if location in (None, "", "faiss"):
+        return FaissStore(directory, dim, index_type)
+    if location.startswith(("milvus-lite:", "milvus://", "milvus+https://")):
+        from imagerank.store_milvus import open_milvus_store
+
+        return open_milvus_store(location, dim, index_type)
+    raise ImageRankError(
+        f"unknown store {location!r}: use faiss, milvus-lite:PATH.db or milvus://HOST:PORT/COLLECTION"
+    )
 
 
 def write_json_atomically(path: Path, data: dict) -> None:
@@ -100,23 +137,34 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE INDEX IF NOT EXISTS images_label ON images(label);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_DEAD = -1
+"""The id an HNSW layout's removed vectors are renamed to (FAISS cannot remove them from the graph)."""
+_MAX_DEAD_FRACTION = 0.2
+_RECALL_STALE_GROWTH = 1.25
+_EXACT_SUBSET_MAX = 4096
+"""Label-filtered searches over at most this many images of an approximate layout are exact."""
 
 _RECORD_COLUMNS = "path, label, digest, size, mtime_ns, width, height, id"
 
 
 class FaissStore:
-    """Exact inner-product search over L2-normalised vectors (cosine), FAISS in memory, SQLite on disk.
+    """Inner-product search over L2-normalised vectors (cosine), FAISS in memory, SQLite on disk.
+
+    `index_type` is one of `imagerank.ann.INDEX_TYPES` (``auto`` picks by collection size).
 
     Safe to share between threads: searches and writes are serialised by a lock, and SQLite runs in
     write-ahead-log mode so other processes can read while one writes. The in-memory FAISS copy knows the
     generation it reflects; when another connection (another process) has committed since, the copy is
-    reloaded from SQLite before it is searched, changed or written to disk.
+    reloaded (from that generation's file, else from SQLite) before it is searched, changed or written.
     """
 
-    def __init__(self, directory: str | Path, dim: int) -> None:
+    def __init__(self, directory: str | Path, dim: int, index_type: str = "auto") -> None:
         self.directory = Path(directory)
         self.dim = dim
+        self.index_type = index_type
+        plan_index(index_type, 0)  # an unknown type fails before anything is opened
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.directory / DATABASE, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -124,15 +172,25 @@ class FaissStore:
         self._db.executescript(_SCHEMA)
         self._db.execute("INSERT OR IGNORE INTO state VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         self._db.execute("INSERT OR IGNORE INTO state VALUES ('generation', 0)")
-        self._index, self._index_generation = self._load_or_rebuild_faiss()
+        self._not_dead = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.asarray([_DEAD], dtype=np.int64)))
+        self._dead_count = 0
+        self._index, self._plan, self._index_generation = self._loaded_or_rebuilt()
 
     def __len__(self) -> int:
         with self._lock:
-            return int(self._current_index().ntotal)
+            index = self._current_index()
+            return int(index.ntotal) - self._dead_count
 
     @property
     def generation(self) -> int:
         return int(self._db.execute("SELECT value FROM state WHERE key='generation'").fetchone()[0])
+
+    @property
+    def plan(self) -> IndexPlan:
+        """The layout of the FAISS copy in use."""
+        with self._lock:
+            self._current_index()
+            return self._plan
 
     def upsert(self, records: Sequence[ImageRecord], vectors: np.ndarray) -> list[int]:
         """Insert or replace images by path (an updated path keeps its id). Returns their ids."""
@@ -147,7 +205,7 @@ class FaissStore:
             id_array = np.asarray(ids, dtype=np.int64)
 
             def replace_vectors(index: faiss.Index) -> None:
-                index.remove_ids(id_array)
+                self._remove(index, id_array)
                 index.add_with_ids(vectors, id_array)
 
             self._after_commit(generation_before, replace_vectors)
@@ -160,7 +218,7 @@ class FaissStore:
         with self._lock:
             with self._transaction() as generation_before:
                 self._db.executemany("DELETE FROM images WHERE id = ?", [(int(i),) for i in id_array])
-            self._after_commit(generation_before, lambda index: index.remove_ids(id_array))
+            self._after_commit(generation_before, lambda index: self._remove(index, id_array))
 
     def search(
         self, queries: np.ndarray, k: int, labels: Sequence[str] | None = None
@@ -168,10 +226,10 @@ class FaissStore:
         """Top-k (scores, ids) per query, best first, like FAISS; missing results have id -1."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         with self._lock:
-            params = self._label_filter(labels) if labels is not None else None
-            if params is False:
-                return _empty_results(len(queries), k)
-            return self._current_index().search(queries, k, params=params)
+            index = self._current_index()
+            if labels is not None:
+                return self._search_labelled(index, queries, k, labels)
+            return self._search_selected(index, queries, k, self._not_dead if self._dead_count else None)
 
     def records(self, ids: Sequence[int]) -> list[ImageRecord]:
         """Records for the given ids, in the same order. Raises KeyError for an unknown id."""
@@ -185,15 +243,19 @@ class FaissStore:
         return [by_id[int(i)] for i in ids]
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
-        """Stored vectors for the given ids, in order. Raises KeyError for an unknown id."""
-        if not len(ids):
-            return np.zeros((0, self.dim), dtype=np.float32)
+        """Stored (exact) vectors for the given ids, in order. Raises KeyError for an unknown id."""
+        wanted = [int(i) for i in ids]
         with self._lock:
-            try:
-                index = self._current_index()
-                return np.stack([index.reconstruct(int(i)) for i in ids]).reshape(-1, self.dim)
-            except RuntimeError:
-                raise KeyError(f"an id in {list(ids)[:5]} is not in the index") from None
+            rows = self._db.execute(
+                "SELECT id, vector FROM images WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(wanted),),
+            ).fetchall()
+        by_id = {row[0]: row[1] for row in rows}
+        missing = [i for i in wanted if i not in by_id]
+        if missing:
+            raise KeyError(f"no image with id {missing[0]} in the index")
+        blob = b"".join(by_id[i] for i in wanted)
+        return np.frombuffer(blob, dtype=np.float32).reshape(-1, self.dim).copy()
 
     def all_records(self) -> list[ImageRecord]:
         return list(self._select_records("ORDER BY id", None))
@@ -205,16 +267,40 @@ class FaissStore:
             return dict(rows.fetchall())
 
     def flush(self) -> None:
-        """Write the FAISS index of the current generation, atomically, and drop older ones."""
+        """Bring the layout in line with the collection's size, write the FAISS index of the current
+        generation atomically (and drop older ones), and re-measure recall if it is out of date."""
         with self._lock:
-            index = self._current_index()
-            target = self._faiss_path(self._index_generation)
-            partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-            faiss.write_index(index, str(partial))
-            partial.replace(target)
-            for stale in self.directory.glob("vectors-*.faiss"):
-                if stale != target:
-                    stale.unlink(missing_ok=True)
+            self._current_index()
+            if self._layout_outgrown():
+                self._index, self._plan, self._index_generation = self._rebuilt_faiss()
+            self._write_faiss()
+            measured = self._recall_record()
+            count = len(self)
+            if (
+                self._plan.approximate
+                and count
+                and (
+                    measured.get("type") != self._plan.type
+                    or count > measured.get("vectors", 0) * _RECALL_STALE_GROWTH
+                )
+            ):
+                self._measure_recall()
+
+    def describe(self) -> dict:
+        """Backend, layout, and (approximate layouts) recall@10 measured against exact search."""
+        with self._lock:
+            self._current_index()
+            plan = self._plan
+            return {
+                "backend": "faiss",
+                "index_type": plan.type,
+                "requested": self.index_type,
+                "layout": plan.describe(),
+                "index_bytes": self._faiss_path(self._index_generation).stat().st_size
+                if self._faiss_path(self._index_generation).is_file()
+                else None,
+                "recall": self._recall_record() if plan.approximate else None,
+            }
 
     def close(self) -> None:
         self._db.close()
@@ -222,42 +308,170 @@ class FaissStore:
     def _faiss_path(self, generation: int) -> Path:
         return self.directory / f"vectors-{generation}.faiss"
 
-    def _load_or_rebuild_faiss(self) -> tuple[faiss.Index, int]:
-        """The FAISS copy and the generation it reflects: from its file if there is one, else SQLite."""
+    def _write_faiss(self) -> None:
+        target = self._faiss_path(self._index_generation)
+        plan_path = target.with_suffix(".json")
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        write_json_atomically(plan_path, self._plan.as_dict())
+        faiss.write_index(self._index, str(partial))
+        partial.replace(target)
+        for stale in self.directory.glob("vectors-*"):
+            if stale not in (target, plan_path):
+                stale.unlink(missing_ok=True)
+
+    def _loaded_or_rebuilt(self) -> tuple[faiss.Index, IndexPlan, int]:
+        """The FAISS copy, its plan and the generation it reflects: from its files if they hold the
+        requested layout, else rebuilt from SQLite."""
         generation = self.generation
         path = self._faiss_path(generation)
-        if path.is_file():
-            return faiss.read_index(str(path)), generation
+        plan_path = path.with_suffix(".json")
+        if path.is_file() and plan_path.is_file():
+            plan = IndexPlan(**json.loads(plan_path.read_text(encoding="utf-8")))
+            if plan.requested == self.index_type:
+                index = faiss.read_index(str(path))
+                self._dead_count = self._count_dead(index, plan)
+                return index, plan, generation
         return self._rebuilt_faiss()
 
-    def _rebuilt_faiss(self) -> tuple[faiss.Index, int]:
-        """All vectors from SQLite and their generation, read in one transaction (one consistent snapshot)."""
-        index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+    def _rebuilt_faiss(self) -> tuple[faiss.Index, IndexPlan, int]:
+        """All vectors from SQLite in a layout fit for their number, with their generation, read in one
+        transaction (one consistent snapshot)."""
         self._db.execute("BEGIN")
         try:
             generation = self.generation
+            ids = self._all_ids()
+            plan = plan_index(self.index_type, len(ids), self.dim)
+            training = self.vectors(_sample(ids, plan.training_size())) if plan.training_size() else None
+            index = build_index(plan, self.dim, training)
             rows = self._db.execute("SELECT id, vector FROM images ORDER BY id")
             while chunk := rows.fetchmany(4096):
-                ids = np.fromiter((row[0] for row in chunk), dtype=np.int64, count=len(chunk))
-                vectors = np.frombuffer(b"".join(row[1] for row in chunk), dtype=np.float32)
-                index.add_with_ids(vectors.reshape(-1, self.dim), ids)
+                chunk_ids, vectors = _chunk_arrays(chunk, self.dim)
+                index.add_with_ids(vectors, chunk_ids)
         finally:
             self._db.execute("COMMIT")
-        return index, generation
+        self._dead_count = 0
+        return index, plan, generation
 
     def _current_index(self) -> faiss.Index:
-        """The FAISS copy, reloaded from SQLite first if another connection has committed since."""
+        """The FAISS copy, reloaded first if another connection has committed since."""
         if self.generation != self._index_generation:
-            self._index, self._index_generation = self._rebuilt_faiss()
+            self._index, self._plan, self._index_generation = self._loaded_or_rebuilt()
         return self._index
 
     def _after_commit(self, generation_before: int, change: Callable[[faiss.Index], None]) -> None:
         """Apply our committed change to the FAISS copy, or reload it if another connection wrote first."""
         if generation_before != self._index_generation:
-            self._index, self._index_generation = self._rebuilt_faiss()
+            self._index, self._plan, self._index_generation = self._rebuilt_faiss()
             return
         change(self._index)
         self._index_generation = generation_before + 1
+
+    def _remove(self, index: faiss.Index, ids: np.ndarray) -> None:
+        """Remove vectors by id; in an HNSW graph, which cannot lose nodes, rename them dead instead."""
+        if self._plan.supports_removal:
+            index.remove_ids(ids)
+            return
+        id_map = _id_map_view(index)
+        dead = np.isin(id_map, ids)
+        id_map[dead] = _DEAD
+        self._dead_count += int(dead.sum())
+
+    @staticmethod
+    def _count_dead(index: faiss.Index, plan: IndexPlan) -> int:
+        return 0 if plan.supports_removal else int((_id_map_view(index) == _DEAD).sum())
+
+    def _layout_outgrown(self) -> bool:
+        """Whether the collection's size calls for another layout, or too many dead graph nodes pile up."""
+        count = len(self)
+        fresh = plan_index(self.index_type, count, self.dim)
+        current = self._plan
+        return (
+            fresh.type != current.type
+            or fresh.lists >= 2 * max(current.lists, 1) > 2
+            or self._dead_count > _MAX_DEAD_FRACTION * max(count, 1)
+        )
+
+    def _search_labelled(
+        self, index: faiss.Index, queries: np.ndarray, k: int, labels: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Search among the images with these labels; exactly, from the stored vectors, when they are few
+        (a graph search restricted to a small subset misses much of it)."""
+        ids = self._ids_with_labels(labels)
+        if not len(ids):
+            return empty_results(len(queries), k)
+        if self._plan.approximate and len(ids) <= _EXACT_SUBSET_MAX:
+            return self._reranked(queries, np.broadcast_to(ids, (len(queries), len(ids))), k)
+        return self._search_selected(index, queries, k, faiss.IDSelectorBatch(ids))
+
+    def _search_selected(
+        self, index: faiss.Index, queries: np.ndarray, k: int, selector: faiss.IDSelector | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        params = search_parameters(self._plan, selector)
+        scores, ids = index.search(queries, k * self._plan.rerank, params=params)
+        if self._plan.rerank > 1:
+            return self._reranked(queries, ids, k)
+        return scores, ids
+
+    def _ids_with_labels(self, labels: Sequence[str]) -> np.ndarray:
+        rows = self._db.execute(
+            "SELECT id FROM images WHERE label IN (SELECT value FROM json_each(?)) ORDER BY id",
+            (json.dumps(list(labels)),),
+        ).fetchall()
+        return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+
+    def _reranked(self, queries: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The top k of each query's shortlist `ids`, re-scored with the exact stored vectors."""
+        found = np.unique(ids[ids >= 0])
+        if not len(found):
+            return empty_results(len(queries), k)
+        exact = queries @ self.vectors(found).T
+        positions = np.searchsorted(found, np.where(ids >= 0, ids, found[0]))
+        scores = np.take_along_axis(exact, positions, axis=1)
+        scores[ids < 0] = np.finfo(np.float32).min
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        top_scores = np.take_along_axis(scores, order, axis=1)
+        top_ids = np.where(top_scores > np.finfo(np.float32).min, np.take_along_axis(ids, order, axis=1), -1)
+        padding = k - order.shape[1]
+        if padding > 0:
+            empty_scores, empty_ids = empty_results(len(queries), padding)
+            return np.hstack([top_scores, empty_scores]), np.hstack([top_ids, empty_ids])
+        return top_scores.astype(np.float32), top_ids
+
+    def _measure_recall(self) -> dict:
+        """Recall@10 of the FAISS copy against exact search, on a sample of the stored vectors as queries."""
+        ids = self._all_ids()
+        queries = self.vectors(_sample(ids, RECALL_QUERIES))
+        exact = faiss.ResultHeap(len(queries), RECALL_K, keep_max=True)
+        rows = self._db.execute("SELECT id, vector FROM images ORDER BY id")
+        while chunk := rows.fetchmany(4096):
+            chunk_ids, vectors = _chunk_arrays(chunk, self.dim)
+            scores, positions = faiss.knn(
+                queries, vectors, min(RECALL_K, len(vectors)), faiss.METRIC_INNER_PRODUCT
+            )
+            exact.add_result(
+                _padded(scores, RECALL_K, np.finfo(np.float32).min),
+                _padded(chunk_ids[positions], RECALL_K, -1),
+            )
+        exact.finalize()
+        _, approximate = self.search(queries, RECALL_K)
+        record = {
+            "recall_at_10": round(recall_at_k(approximate, exact.I), 4),
+            "queries": len(queries),
+            "vectors": len(ids),
+            "type": self._plan.type,
+        }
+        self._db.execute(
+            "INSERT OR REPLACE INTO settings VALUES ('recall', ?)", (json.dumps(record, sort_keys=True),)
+        )
+        return record
+
+    def _recall_record(self) -> dict:
+        row = self._db.execute("SELECT value FROM settings WHERE key = 'recall'").fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def _all_ids(self) -> np.ndarray:
+        rows = self._db.execute("SELECT id FROM images ORDER BY id").fetchall()
+        return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
 
     def _upsert_row(self, record: ImageRecord, vector: np.ndarray) -> int:
         values = (record.label, record.digest, record.size, record.mtime_ns, record.width, record.height)
@@ -271,19 +485,6 @@ class FaissStore:
         ).fetchone()
         return int(row[0])
 
-    def _label_filter(self, labels: Sequence[str]) -> faiss.SearchParameters | bool:
-        ids = [
-            row[0]
-            for row in self._db.execute(
-                "SELECT id FROM images WHERE label IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(labels)),),
-            )
-        ]
-        if not ids:
-            return False
-        selector = faiss.IDSelectorBatch(np.asarray(ids, dtype=np.int64))
-        return faiss.SearchParameters(sel=selector)
-
     def _select_records(self, clause: str, ids: Sequence[int] | None) -> Iterator[ImageRecord]:
         arguments = () if ids is None else (json.dumps([int(i) for i in ids]),)
         with self._lock:
@@ -293,6 +494,33 @@ class FaissStore:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+
+def _chunk_arrays(chunk: list[tuple[int, bytes]], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) of a chunk of (id, vector blob) rows."""
+    ids = np.fromiter((row[0] for row in chunk), dtype=np.int64, count=len(chunk))
+    vectors = np.frombuffer(b"".join(row[1] for row in chunk), dtype=np.float32)
+    return ids, vectors.reshape(-1, dim)
+
+
+def _sample(ids: np.ndarray, size: int) -> np.ndarray:
+    """A reproducible random sample of at most `size` ids, sorted."""
+    if len(ids) <= size:
+        return ids
+    return np.sort(np.random.default_rng(0).choice(ids, size, replace=False))
+
+
+def _padded(array: np.ndarray, width: int, fill: float) -> np.ndarray:
+    if array.shape[1] == width:
+        return np.ascontiguousarray(array)
+    padding = np.full((array.shape[0], width - array.shape[1]), fill, dtype=array.dtype)
+    return np.hstack([array, padding])
+
+
+def _id_map_view(index: faiss.Index) -> np.ndarray:
+    """A writable view of an IDMap2 index's position -> id table."""
+    id_map = faiss.downcast_index(index).id_map
+    return faiss.rev_swig_ptr(id_map.data(), id_map.size())
 
 
 class _Transaction:
@@ -314,7 +542,7 @@ class _Transaction:
             self.db.execute("ROLLBACK")
 
 
-def _empty_results(count: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+def empty_results(count: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Padding as FAISS pads missing inner-product results: the lowest float32 score and id -1."""
     lowest = np.finfo(np.float32).min
     return np.full((count, k), lowest, dtype=np.float32), np.full((count, k), -1, dtype=np.int64)

@@ -1,0 +1,190 @@
+"""Index layouts (`imagerank.ann`) in the real FAISS + SQLite store: each finds the exact neighbours it
+claims to, reports the recall it measured, survives deletes, reopening and growth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imagerank import ann
+from imagerank.ann import INDEX_TYPES, IndexPlan, plan_index, recall_at_k
+from imagerank.errors import ImageRankError
+from imagerank.store import FaissStore, ImageRecord
+
+DIM = 64
+COUNT = 11_000  # enough to train IVF-PQ's smallest layout (256 lists)
+
+
+def _records(count: int, start: int = 0) -> list[ImageRecord]:
+    return [
+        ImageRecord(
+            path=f"img{i:06d}.jpg", label=f"c{i % 5}", digest=f"d{i}", size=1, mtime_ns=1, width=1, height=1
+        )
+        for i in range(start, start + count)
+    ]
+
+
+def _clustered_vectors(count: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors around 40 centres: neighbourhoods like an embedding's, not uniform noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(40, DIM))
+    vectors = centres[rng.integers(0, 40, count)] + 0.6 * rng.normal(size=(count, DIM))
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _exact_top(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    return ids[np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :k]]
+
+
+@pytest.fixture(scope="module")
+def collection() -> tuple[np.ndarray, np.ndarray]:
+    return _clustered_vectors(COUNT), np.random.default_rng(1).choice(COUNT, 100, replace=False)
+
+
+@pytest.mark.parametrize("index_type", ["flat", "fp16", "sq8", "hnsw", "ivfpq"])
+def test_each_layout_finds_the_exact_neighbours_and_reports_its_recall(
+    tmp_path: Path, collection, index_type: str
+) -> None:
+    vectors, query_rows = collection
+    store = FaissStore(tmp_path, DIM, index_type)
+    ids = np.asarray(store.upsert(_records(COUNT), vectors))
+    store.flush()
+    assert store.plan.type == index_type
+
+    queries = vectors[query_rows]
+    scores, found = store.search(queries, 10)
+    recall = recall_at_k(found, _exact_top(queries, vectors, ids, 10))
+    assert recall == 1.0 if index_type == "flat" else recall >= (0.99 if index_type == "fp16" else 0.9)
+    if store.plan.rerank > 1 or index_type == "flat":  # re-ranked scores are the exact cosines
+        exact = np.einsum("qd,qkd->qk", queries, vectors[found - ids[0]])
+        np.testing.assert_allclose(scores, exact, atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+
+    described = store.describe()
+    assert described["index_type"] == index_type and described["index_bytes"] > 0
+    if store.plan.approximate:
+        measured = described["recall"]
+        assert measured["vectors"] == COUNT and measured["queries"] == ann.RECALL_QUERIES
+        assert abs(measured["recall_at_10"] - recall) < 0.1
+    else:
+        assert described["recall"] is None
+    store.close()
+
+
+def test_compressed_layouts_take_less_memory_than_flat(tmp_path: Path, collection) -> None:
+    vectors, _ = collection
+    sizes = {}
+    for index_type in ("flat", "fp16", "sq8", "ivfpq"):
+        (tmp_path / index_type).mkdir()
+        store = FaissStore(tmp_path / index_type, DIM, index_type)
+        store.upsert(_records(COUNT), vectors)
+        store.flush()
+        sizes[index_type] = store.describe()["index_bytes"] / COUNT
+        store.close()
+    assert sizes["fp16"] < 0.6 * sizes["flat"]
+    assert sizes["sq8"] < 0.6 * sizes["fp16"]
+    assert sizes["ivfpq"] < sizes["sq8"]
+
+
+def test_hnsw_deletes_and_replacements_never_return_dead_vectors_and_survive_reopening(
+    tmp_path: Path, collection
+) -> None:
+    vectors, _ = collection
+    count = 2000
+    store = FaissStore(tmp_path, DIM, "hnsw")
+    ids = store.upsert(_records(count), vectors[:count])
+    store.delete(ids[:100])
+    moved = _records(1, start=100)  # img000100 changes content: new vector, same id
+    assert store.upsert(moved, vectors[count + 5 : count + 6]) == [ids[100]]
+    store.flush()
+    assert len(store) == count - 100
+
+    def check(opened: FaissStore) -> None:
+        _, found = opened.search(vectors[:150], 20)
+        assert not set(found.ravel().tolist()) & set(ids[:100])
+        _, nearest = opened.search(vectors[count + 5 : count + 6], 1)
+        assert nearest[0, 0] == ids[100]
+        np.testing.assert_allclose(opened.vectors([ids[100]]), vectors[count + 5 : count + 6])
+        with pytest.raises(KeyError):
+            opened.vectors([ids[0]])
+
+    check(store)
+    store.close()
+    reopened = FaissStore(tmp_path, DIM, "hnsw")
+    assert len(reopened) == count - 100
+    check(reopened)
+
+
+def test_hnsw_rebuilds_once_dead_nodes_pile_up(tmp_path: Path, collection) -> None:
+    vectors, _ = collection
+    store = FaissStore(tmp_path, DIM, "hnsw")
+    ids = store.upsert(_records(1000), vectors[:1000])
+    store.delete(ids[:300])
+    store.flush()
+    assert store._index.ntotal == len(store) == 700  # rebuilt without the 300 dead nodes
+
+
+def test_auto_moves_to_an_approximate_layout_as_the_collection_grows(
+    tmp_path: Path, collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ann, "AUTO_FLAT_MAX", 1000)
+    vectors, _ = collection
+    store = FaissStore(tmp_path, DIM, "auto")
+    store.upsert(_records(800), vectors[:800])
+    store.flush()
+    assert store.plan.type == "flat"
+    store.upsert(_records(400, start=800), vectors[800:1200])
+    store.flush()
+    assert store.plan.type == "hnsw" and store.plan.reason == "auto: 1,200 vectors"
+    assert store.describe()["recall"]["vectors"] == 1200
+    layout = json.loads(next(tmp_path.glob("vectors-*.json")).read_text())
+    assert layout["type"] == "hnsw"
+    store.close()
+    assert FaissStore(tmp_path, DIM, "auto").plan.type == "hnsw"
+
+
+def test_label_filters_on_an_approximate_layout_are_exact(tmp_path: Path, collection) -> None:
+    vectors, query_rows = collection
+    store = FaissStore(tmp_path, DIM, "hnsw")
+    ids = np.asarray(store.upsert(_records(3000), vectors[:3000]))
+    queries = vectors[query_rows[:20]]
+    in_label = np.arange(3000) % 5 == 3
+    _, found = store.search(queries, 10, labels=["c3"])
+    np.testing.assert_array_equal(found, _exact_top(queries, vectors[:3000][in_label], ids[in_label], 10))
+    assert store.search(queries, 5, labels=["nowhere"])[1].tolist() == [[-1] * 5] * 20
+
+
+def test_layouts_that_need_training_search_exactly_until_there_is_enough_data(tmp_path: Path) -> None:
+    plan = plan_index("ivfpq", 500)
+    assert plan.type == "flat" and plan.requested == "ivfpq" and "exact until" in plan.reason
+    store = FaissStore(tmp_path, DIM, "ivfpq")
+    store.upsert(_records(500), _clustered_vectors(500))
+    store.flush()
+    assert store.plan.type == "flat" and store.describe()["recall"] is None
+
+
+def test_plan_index_picks_by_size_and_rejects_unknown_types() -> None:
+    assert [plan_index("auto", n).type for n in (10, ann.AUTO_FLAT_MAX + 1, ann.AUTO_HNSW_MAX + 1)] == [
+        "flat",
+        "hnsw",
+        "ivfpq",
+    ]
+    assert plan_index("ivfpq", 1_000_000).lists == 1024
+    assert plan_index("ivfpq", 11_000).lists == 256
+    assert IndexPlan("ivfpq", lists=1024).factory(1280) == "IDMap2,IVF1024,PQ64x8"
+    assert IndexPlan("ivfpq", lists=256).factory(100) == "IDMap2,IVF256,PQ25x8"
+    with pytest.raises(ImageRankError, match="unknown index type 'annoy'"):
+        plan_index("annoy", 10)
+    with pytest.raises(ImageRankError, match="unknown index type"):
+        FaissStore(Path("/nonexistent"), DIM, "annoy")
+    assert set(INDEX_TYPES) >= {"auto", "flat", "hnsw", "ivfpq"}
+
+
+def test_ivfpq_projects_long_vectors_and_searches_them_by_l2() -> None:
+    plan = plan_index("ivfpq", 1_000_000, dim=1280)
+    assert plan.dims == 256 and plan.rerank > 1
+    assert plan.factory(1280) == "IDMap2,PCA256,IVF1024,PQ64x8"
+    assert plan_index("ivfpq", 1_000_000, dim=128).dims == 0
