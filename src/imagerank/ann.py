@@ -118,8 +118,9 @@ class IndexPlan:
         return f"{self.type}{detail}" + (f" [{self.reason}]" if self.reason else "")
 
 
-def plan_index(index_type: str, count: int, dim: int = 0, dims: int = 0) -> IndexPlan:
-    """The layout for a collection of `count` vectors.
+def plan_index(index_type: str, count: int, dim: int = 0) -> IndexPlan:
+    """The layout for a collection of `count` vectors of dimension `dim` (IVF-PQ projects longer ones to
+    `PQ_REDUCED_DIMS`).
 
     ``auto`` picks flat up to `AUTO_FLAT_MAX` vectors, HNSW up to `AUTO_HNSW_MAX`, IVF-PQ beyond. A
     layout that needs training falls back to exact search until the collection holds enough vectors to
@@ -131,8 +132,7 @@ def plan_index(index_type: str, count: int, dim: int = 0, dims: int = 0) -> Inde
     if index_type == "auto":
         chosen = "flat" if count <= AUTO_FLAT_MAX else "hnsw" if count <= AUTO_HNSW_MAX else "ivfpq"
         reason = f"auto: {count:,} vectors"
-    if chosen == "ivfpq" and not dims and dim > PQ_REDUCED_DIMS:
-        dims = PQ_REDUCED_DIMS
+    dims = PQ_REDUCED_DIMS if chosen == "ivfpq" and dim > PQ_REDUCED_DIMS else 0
     plan = _plan_of_type(chosen, index_type, count, dims, reason)
     needed = plan.training_size()
     if count < needed:
@@ -147,8 +147,8 @@ def _plan_of_type(type_: str, requested: str, count: int, dims: int, reason: str
     if type_ == "ivfpq":
         lists = _ivf_lists(count)
         plan = replace(plan, lists=lists, probes=max(16, lists // 32), rerank=10)
-    if type_ == "sq8" or (dims and type_ != "flat"):
-        plan = replace(plan, rerank=max(plan.rerank, 4))
+    if type_ == "sq8":
+        plan = replace(plan, rerank=4)
     return plan
 
 

@@ -290,15 +290,13 @@ class FaissStore:
         """Backend, layout, and (approximate layouts) recall@10 measured against exact search."""
         with self._lock:
             self._current_index()
-            plan = self._plan
+            plan, written = self._plan, self._faiss_path(self._index_generation)
             return {
                 "backend": "faiss",
                 "index_type": plan.type,
                 "requested": self.index_type,
                 "layout": plan.describe(),
-                "index_bytes": self._faiss_path(self._index_generation).stat().st_size
-                if self._faiss_path(self._index_generation).is_file()
-                else None,
+                "index_bytes": written.stat().st_size if written.is_file() else None,
                 "recall": self._recall_record() if plan.approximate else None,
             }
 
