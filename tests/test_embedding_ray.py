@@ -7,6 +7,9 @@ with two bad files added, in two Ray jobs, and the tests compare that index with
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,3 +118,26 @@ def test_an_actor_with_another_model_than_the_driver_refuses_to_start() -> None:
     shows that actors with the driver's model do start)."""
     with pytest.raises(ModelMismatchError, match="install the same imagerank and weights on every node"):
         EmbeddingActor("mobilenet_v2", None, "cpu", vector_id="mobilenet_v2-other-weights")
+
+
+def test_a_one_cpu_ray_instance_embeds_instead_of_waiting_forever(
+    tmp_path: Path, sample_files: list[Path], mobilenet: Embedder
+) -> None:
+    """On nodes of 1 CPU an actor reserving the whole CPU left none for decoding and the job waited
+    forever. Run in a child process with a timeout, so that a hang fails the test instead of stalling it."""
+    files = [str(path) for path in sample_files[:6]]
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, ray
+        from imagerank.embedding_ray import RayEmbedder
+        ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR")
+        engine = RayEmbedder("mobilenet_v2", shard_dir={str(tmp_path / "shards")!r})
+        batches = list(engine.iter_encode_files({files!r}, batch_size=2))
+        np.save({str(tmp_path / "vectors.npy")!r}, np.concatenate([batch.vectors for batch in batches]))
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300, capture_output=True)
+    on_ray = np.load(tmp_path / "vectors.npy")
+    in_process = mobilenet.encode(files)
+    assert on_ray.shape == in_process.shape == (6, 1280)
+    assert np.abs(on_ray - in_process).max() < 1e-5

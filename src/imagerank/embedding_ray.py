@@ -44,6 +44,12 @@ INSTALL_HINT = "pip install 'imagerank[ray]'"
 # into the actors: decoding stays in its own tasks, overlapped with inference, instead of running in turns
 # with it inside each actor. Decoding is light next to inference, so two tasks share a core.
 DECODE_TASK_CPUS = 0.5
+ACTOR_CPUS = 1.0
+# When no node has room for an actor and a decoding task (every node has 1 CPU), actors reserving 1 CPU
+# would leave none for decoding and the job would wait forever: there they reserve less, so that one of
+# each fits on a 1-CPU node (still unequal, so still not fused).
+SMALL_NODE_ACTOR_CPUS = 0.75
+SMALL_NODE_DECODE_TASK_CPUS = 0.25
 
 
 class RayEmbedder(Embedder):
@@ -147,12 +153,13 @@ class RayEmbedder(Embedder):
         """The Ray Data pipeline: rows of (position, path) -> decoded images (tasks) -> vectors (actors)."""
         rows = [{"position": position, "path": str(path)} for position, path in enumerate(files)]
         dataset = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / batch_size))
+        decode_cpus, actor_cpus = cpu_reservations(ray)
         decoded = dataset.map_batches(
             decoded_batch,
             fn_kwargs={"spec": self.spec},
             batch_size=batch_size,
             batch_format="numpy",
-            num_cpus=DECODE_TASK_CPUS,
+            num_cpus=decode_cpus,
         )
         return decoded.map_batches(
             EmbeddingActor,
@@ -165,6 +172,7 @@ class RayEmbedder(Embedder):
             batch_size=batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=self.actors or default_actor_count(ray, self.uses_gpu)),
+            num_cpus=actor_cpus,
             num_gpus=1 if self.uses_gpu else 0,
         )
 
@@ -276,6 +284,13 @@ def connected_ray(address: str | None) -> ModuleType:
 
 def alive_nodes(ray: ModuleType) -> list[dict]:
     return [node for node in ray.nodes() if node["Alive"]]
+
+
+def cpu_reservations(ray: ModuleType) -> tuple[float, float]:
+    """Logical CPUs (decoding task, inference actor); smaller when every node has fewer than 1.5."""
+    if any(node["Resources"].get("CPU", 0) >= ACTOR_CPUS + DECODE_TASK_CPUS for node in alive_nodes(ray)):
+        return DECODE_TASK_CPUS, ACTOR_CPUS
+    return SMALL_NODE_DECODE_TASK_CPUS, SMALL_NODE_ACTOR_CPUS
 
 
 def default_actor_count(ray: ModuleType, uses_gpu: bool) -> int:

@@ -3,12 +3,16 @@
 Layout of an index directory:
     manifest.json          model, weights id, dimension, preprocessing, index type (written atomically)
     metadata.sqlite        one row per image: path, label, digest, size, mtime, width, height, vector
-    vectors-<gen>.faiss    FAISS index for generation <gen>, a cache rebuilt from SQLite when missing
+    vectors-<gen>.faiss    FAISS index as of generation <gen> (the last flush), a cache of SQLite
     vectors-<gen>.json     its layout (`imagerank.ann.IndexPlan`)
 
-Every change is one SQLite transaction that also bumps the generation; the FAISS file of the new generation
-is written to a temporary name and renamed into place afterwards. A process killed at any moment therefore
-leaves a readable index: at worst the FAISS file is behind the database and is rebuilt on the next open.
+Every change is one SQLite transaction that bumps the generation and logs the ids it touched (table
+``changes``). A FAISS copy that is behind the database, in another process or in a file written by an
+earlier flush, catches up by replaying the logged ids from SQLite, so a server stays current while an
+indexer writes without rebuilding a million-vector index; only when the log does not reach back far enough
+(it is trimmed at each flush) is the copy loaded from the newest file or rebuilt. The FAISS file is written
+to a temporary name and renamed into place. A process killed at any moment therefore leaves a readable
+index.
 
 The FAISS layout (exact, compressed or approximate) comes from `imagerank.ann.plan_index`; with ``auto``
 it changes as the collection grows, and the store rebuilds the FAISS copy when it does. For approximate
@@ -23,7 +27,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -138,6 +142,8 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE INDEX IF NOT EXISTS images_label ON images(label);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (generation INTEGER NOT NULL, id INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS changes_generation ON changes(generation);
 """
 _DEAD = -1
 """The id an HNSW layout's removed vectors are renamed to (FAISS cannot remove them from the graph)."""
@@ -172,9 +178,17 @@ class FaissStore:
         self._db.executescript(_SCHEMA)
         self._db.execute("INSERT OR IGNORE INTO state VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         self._db.execute("INSERT OR IGNORE INTO state VALUES ('generation', 0)")
+        self._db.execute("INSERT OR IGNORE INTO state VALUES ('layouts', 0)")
+        self._db.execute(
+            "INSERT OR IGNORE INTO state SELECT 'log_start', value FROM state WHERE key = 'generation'"
+        )
         self._not_dead = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.asarray([_DEAD], dtype=np.int64)))
         self._dead_count = 0
-        self._index, self._plan, self._index_generation = self._loaded_or_rebuilt()
+        self._index: faiss.Index | None = None
+        self._plan = plan_index(index_type, 0)
+        self._index_generation = -1
+        self._layouts_seen = -1
+        self._synchronise()
 
     def __len__(self) -> int:
         with self._lock:
@@ -197,11 +211,14 @@ class FaissStore:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         if len(records) != len(vectors):
             raise ImageRankError(f"{len(records)} records but {len(vectors)} vectors")
+        if not len(records):
+            return []  # every generation logs at least one id: a gap in the log means an unlogged writer
         with self._lock:
             with self._transaction() as generation_before:
                 ids = [
                     self._upsert_row(record, vector) for record, vector in zip(records, vectors, strict=True)
                 ]
+                self._log_changes(generation_before, ids)
             id_array = np.asarray(ids, dtype=np.int64)
 
             def replace_vectors(index: faiss.Index) -> None:
@@ -218,6 +235,7 @@ class FaissStore:
         with self._lock:
             with self._transaction() as generation_before:
                 self._db.executemany("DELETE FROM images WHERE id = ?", [(int(i),) for i in id_array])
+                self._log_changes(generation_before, id_array.tolist())
             self._after_commit(generation_before, lambda index: self._remove(index, id_array))
 
     def search(
@@ -271,9 +289,15 @@ class FaissStore:
         generation atomically (and drop older ones), and re-measure recall if it is out of date."""
         with self._lock:
             self._current_index()
-            if self._layout_outgrown():
-                self._index, self._plan, self._index_generation = self._rebuilt_faiss()
+            fresh = plan_index(self.index_type, len(self), self.dim)
+            relaid_out = self._layout_outgrown(fresh)
+            if relaid_out:
+                with self._snapshot():
+                    self._index, self._plan, self._index_generation = self._rebuilt_faiss()
+            else:
+                self._plan = replace(self._plan, reason=fresh.reason)  # e.g. "auto: 80 vectors", not 0
             self._write_faiss()
+            self._trim_log(self._index_generation, relaid_out)
             measured = self._recall_record()
             count = len(self)
             if (
@@ -317,55 +341,146 @@ class FaissStore:
             if stale not in (target, plan_path):
                 stale.unlink(missing_ok=True)
 
-    def _loaded_or_rebuilt(self) -> tuple[faiss.Index, IndexPlan, int]:
-        """The FAISS copy, its plan and the generation it reflects: from its files if they hold the
-        requested layout, else rebuilt from SQLite."""
-        generation = self.generation
-        path = self._faiss_path(generation)
-        plan_path = path.with_suffix(".json")
-        if path.is_file() and plan_path.is_file():
-            plan = IndexPlan(**json.loads(plan_path.read_text(encoding="utf-8")))
-            if plan.requested == self.index_type:
-                index = faiss.read_index(str(path))
-                self._dead_count = self._count_dead(index, plan)
-                return index, plan, generation
-        return self._rebuilt_faiss()
+    def _synchronise(self) -> None:
+        """Bring the FAISS copy up to the committed generation, cheapest way first, from one consistent
+        snapshot: replay the change log onto the copy in memory; else (no copy yet, the log trimmed past
+        it, or a newer flush changed the layout) load the newest file and replay onto that; else rebuild."""
+        with self._snapshot():
+            generation, layouts = self._versions()
+            if (generation, layouts) == (self._index_generation, self._layouts_seen):
+                return
+            replayable = self._index is not None and self._replayable(self._index_generation, generation)
+            newest = self._newest_file(generation)
+            relayout = (
+                newest is not None
+                and newest[0] >= self._index_generation
+                and newest[1].factory(self.dim) != self._plan.factory(self.dim)
+            )
+            loaded = self._read_file(*newest) if newest and (relayout or not replayable) else None
+            if loaded is not None:
+                self._index, self._plan, self._index_generation = loaded
+                self._dead_count = self._count_dead(self._index, self._plan)
+            elif not replayable:
+                self._index, self._plan, self._index_generation = self._rebuilt_faiss()
+            self._replay_changes(self._index_generation)
+            self._index_generation, self._layouts_seen = generation, layouts
 
-    def _rebuilt_faiss(self) -> tuple[faiss.Index, IndexPlan, int]:
-        """All vectors from SQLite in a layout fit for their number, with their generation, read in one
-        transaction (one consistent snapshot)."""
-        self._db.execute("BEGIN")
+    def _versions(self) -> tuple[int, int]:
+        """(generation, layouts): committed changes, and flushes that changed the layout."""
+        rows = self._db.execute(
+            "SELECT value FROM state WHERE key IN ('generation', 'layouts') ORDER BY key"
+        ).fetchall()
+        return rows[0][0], rows[1][0]
+
+    def _replayable(self, since: int, generation: int) -> bool:
+        """Whether the change log holds every generation after `since`: it is trimmed at each flush, and a
+        writer that does not keep it (an older imagerank) leaves a gap."""
+        log_start = self._db.execute("SELECT value FROM state WHERE key = 'log_start'").fetchone()[0]
+        logged = self._db.execute(
+            "SELECT COUNT(DISTINCT generation) FROM changes WHERE generation > ?", (since,)
+        ).fetchone()[0]
+        return since >= log_start and logged == generation - since
+
+    def _newest_file(self, generation: int) -> tuple[int, IndexPlan, Path] | None:
+        """(generation, plan, path) of the newest flushed FAISS copy that the change log can bring up to
+        date and that holds the requested layout."""
+        written = sorted(
+            (int(path.stem.split("-")[1]), path)
+            for path in self.directory.glob("vectors-*.faiss")
+            if path.stem.split("-")[1].isdigit()
+        )
+        usable = [(gen, path) for gen, path in written if gen <= generation]
+        if not usable or not self._replayable(usable[-1][0], generation):
+            return None
+        file_generation, path = usable[-1]
         try:
-            generation = self.generation
-            ids = self._all_ids()
-            plan = plan_index(self.index_type, len(ids), self.dim)
-            training = self.vectors(_sample(ids, plan.training_size())) if plan.training_size() else None
-            index = build_index(plan, self.dim, training)
-            rows = self._db.execute("SELECT id, vector FROM images ORDER BY id")
-            while chunk := rows.fetchmany(4096):
-                chunk_ids, vectors = _chunk_arrays(chunk, self.dim)
-                index.add_with_ids(vectors, chunk_ids)
+            plan = IndexPlan(**json.loads(path.with_suffix(".json").read_text(encoding="utf-8")))
+        except (OSError, TypeError, ValueError):
+            return None
+        return (file_generation, plan, path) if plan.requested == self.index_type else None
+
+    @staticmethod
+    def _read_file(generation: int, plan: IndexPlan, path: Path) -> tuple[faiss.Index, IndexPlan, int] | None:
+        try:
+            return faiss.read_index(str(path)), plan, generation
+        except RuntimeError:
+            return None  # replaced by a newer flush while we read it: rebuild instead
+
+    def _replay_changes(self, since: int) -> None:
+        """Apply the logged changes after generation `since`: drop the touched ids, add back the current
+        vectors of those still present."""
+        rows = self._db.execute(
+            "SELECT DISTINCT id FROM changes WHERE generation > ? ORDER BY id", (since,)
+        ).fetchall()
+        if not rows:
+            return
+        touched = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        self._remove(self._index, touched)
+        present = self._db.execute(
+            "SELECT id, vector FROM images WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+            (json.dumps(touched.tolist()),),
+        ).fetchall()
+        if present:
+            present_ids, vectors = _chunk_arrays(present, self.dim)
+            self._index.add_with_ids(vectors, present_ids)
+
+    def _log_changes(self, generation_before: int, ids: Sequence[int]) -> None:
+        self._db.executemany(
+            "INSERT INTO changes VALUES (?, ?)", [(generation_before + 1, int(i)) for i in ids]
+        )
+
+    def _trim_log(self, flushed_generation: int, relaid_out: bool) -> None:
+        """Forget the changes a flushed file already holds: a copy behind it loads that file instead. A
+        new layout is announced (once its file is in place) so that other copies load it."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("DELETE FROM changes WHERE generation <= ?", (flushed_generation,))
+            self._db.execute(
+                "UPDATE state SET value = MAX(value, ?) WHERE key = 'log_start'", (flushed_generation,)
+            )
+            if relaid_out:
+                self._db.execute("UPDATE state SET value = value + 1 WHERE key = 'layouts'")
+                self._layouts_seen = self._versions()[1]
         finally:
             self._db.execute("COMMIT")
+
+    def _rebuilt_faiss(self) -> tuple[faiss.Index, IndexPlan, int]:
+        """All vectors from SQLite in a layout fit for their number, with their generation (call inside
+        a snapshot)."""
+        generation = self.generation
+        ids = self._all_ids()
+        plan = plan_index(self.index_type, len(ids), self.dim)
+        training = self.vectors(_sample(ids, plan.training_size())) if plan.training_size() else None
+        index = build_index(plan, self.dim, training)
+        rows = self._db.execute("SELECT id, vector FROM images ORDER BY id")
+        while chunk := rows.fetchmany(4096):
+            chunk_ids, vectors = _chunk_arrays(chunk, self.dim)
+            index.add_with_ids(vectors, chunk_ids)
         self._dead_count = 0
         return index, plan, generation
 
+    def _snapshot(self) -> _Snapshot:
+        return _Snapshot(self._db)
+
     def _current_index(self) -> faiss.Index:
-        """The FAISS copy, reloaded first if another connection has committed since."""
-        if self.generation != self._index_generation:
-            self._index, self._plan, self._index_generation = self._loaded_or_rebuilt()
+        """The FAISS copy, brought up to date first if another connection has committed (or re-laid out
+        the index) since."""
+        if self._versions() != (self._index_generation, self._layouts_seen):
+            self._synchronise()
         return self._index
 
     def _after_commit(self, generation_before: int, change: Callable[[faiss.Index], None]) -> None:
-        """Apply our committed change to the FAISS copy, or reload it if another connection wrote first."""
+        """Apply our committed change to the FAISS copy, or catch up from the log (which holds our
+        change too) if another connection wrote first."""
         if generation_before != self._index_generation:
-            self._index, self._plan, self._index_generation = self._rebuilt_faiss()
+            self._synchronise()
             return
         change(self._index)
         self._index_generation = generation_before + 1
 
     def _remove(self, index: faiss.Index, ids: np.ndarray) -> None:
-        """Remove vectors by id; in an HNSW graph, which cannot lose nodes, rename them dead instead."""
+        """Remove vectors by id; in layouts that cannot lose vectors (`IndexPlan.supports_removal`),
+        rename them dead instead."""
         if self._plan.supports_removal:
             index.remove_ids(ids)
             return
@@ -378,13 +493,14 @@ class FaissStore:
     def _count_dead(index: faiss.Index, plan: IndexPlan) -> int:
         return 0 if plan.supports_removal else int((_id_map_view(index) == _DEAD).sum())
 
-    def _layout_outgrown(self) -> bool:
-        """Whether the collection's size calls for another layout, or too many dead graph nodes pile up."""
+    def _layout_outgrown(self, fresh: IndexPlan) -> bool:
+        """Whether the collection's size calls for another layout (`fresh`), the layout's recipe changed
+        (a file from an older imagerank), or too many dead vectors pile up."""
         count = len(self)
-        fresh = plan_index(self.index_type, count, self.dim)
         current = self._plan
         return (
             fresh.type != current.type
+            or fresh.refine != current.refine
             or fresh.lists >= 2 * max(current.lists, 1) > 2
             or self._dead_count > _MAX_DEAD_FRACTION * max(count, 1)
         )
@@ -404,7 +520,7 @@ class FaissStore:
     def _search_selected(
         self, index: faiss.Index, queries: np.ndarray, k: int, selector: faiss.IDSelector | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        params = search_parameters(self._plan, selector)
+        params = search_parameters(self._plan, index, selector)
         scores, ids = index.search(queries, k * self._plan.rerank, params=params)
         if self._plan.rerank > 1:
             return self._reranked(queries, ids, k)
@@ -538,6 +654,19 @@ class _Transaction:
             self.db.execute("COMMIT")
         else:
             self.db.execute("ROLLBACK")
+
+
+class _Snapshot:
+    """A read transaction (BEGIN ... COMMIT): every read inside sees one committed state."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN")
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.db.execute("COMMIT")
 
 
 def empty_results(count: int, k: int) -> tuple[np.ndarray, np.ndarray]:
