@@ -153,9 +153,12 @@ def test_auto_moves_to_an_approximate_layout_as_the_collection_grows(
     store.upsert(_records(800), vectors[:800])
     store.flush()
     assert store.plan.type == "flat"
+    reader = FaissStore(tmp_path, DIM, "auto")  # e.g. a server on the same index
     store.upsert(_records(400, start=800), vectors[800:1200])
+    assert reader.plan.type == "flat" and len(reader) == 1200  # replayed; not re-laid out before a flush
     store.flush()
     assert store.plan.type == "hnsw" and store.plan.reason == "auto: 1,200 vectors"
+    assert reader.plan.type == "hnsw" and len(reader) == 1200  # adopts the layout the writer flushed
     assert store.describe()["recall"]["vectors"] == 1200
     layout = json.loads(next(tmp_path.glob("vectors-*.json")).read_text())
     assert layout["type"] == "hnsw"
@@ -264,18 +267,3 @@ def test_a_reader_behind_a_flush_loads_the_flushed_file_and_replays_the_rest(
 
     assert reader.search(vectors[1500:1501], 1)[1][0, 0] == late[0]
     assert len(reader) == 1501 and built == []
-
-
-def test_a_reader_adopts_the_layout_a_writer_flushed(
-    tmp_path: Path, collection, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(ann, "AUTO_FLAT_MAX", 1000)
-    vectors, _ = collection
-    writer = FaissStore(tmp_path, DIM, "auto")
-    writer.upsert(_records(800), vectors[:800])
-    writer.flush()
-    reader = FaissStore(tmp_path, DIM, "auto")
-    writer.upsert(_records(400, start=800), vectors[800:1200])
-    assert reader.plan.type == "flat"  # replayed: the writer has not re-laid out yet
-    writer.flush()
-    assert reader.plan.type == "hnsw" and len(reader) == 1200

@@ -1,9 +1,10 @@
 """Index layouts for the embedded store: which FAISS index to build for a collection, and how to search it.
 
-A layout is an :class:`IndexPlan`: a concrete type, the FAISS factory string that builds it, and its
-search-time settings. ``plan_index("auto", count)`` picks one by collection size. Every layout is wrapped in
-``IDMap2`` so that it speaks the store's image ids. The approximate layouts trade recall for speed or
-memory; :func:`recall_at_k` measures that trade against exact search so the store can report it.
+A layout is an :class:`IndexPlan`: a concrete type, the FAISS factory string of its index (behind an
+optional PCA), and its search-time settings. ``plan_index("auto", count)`` picks one by collection size.
+Every layout is wrapped in ``IDMap2`` so that it speaks the store's image ids. The approximate layouts trade
+recall for speed or memory; :func:`recall_at_k` measures that trade against exact search so the store can
+report it.
 
 Layouts (cosine = inner product on L2-normalised vectors):
 
