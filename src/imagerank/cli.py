@@ -22,6 +22,7 @@ from imagerank.cli_report import plot_app, report_command
 from imagerank.cli_serve import serve_command
 from imagerank.decoding import IMAGE_EXTENSIONS
 from imagerank.errors import ImageRankError
+from imagerank.fitted import DEFAULT_METHOD, FittedMethod, UnknownMethodError, checked_method
 from imagerank.index import Index, IndexReport
 from imagerank.models import (
     DEFAULT_MODEL,
@@ -32,6 +33,7 @@ from imagerank.models import (
 )
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 EXIT_SKIPPED = 3
 
 app = typer.Typer(
@@ -69,7 +71,25 @@ DeviceOption = Annotated[
 
 def fail(error: Exception) -> typer.Exit:
     err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
-    return typer.Exit(EXIT_ERROR)
+    return typer.Exit(EXIT_USAGE if isinstance(error, UnknownMethodError) else EXIT_ERROR)
+
+
+def valid_method(method: str | None) -> str | None:
+    """``method`` checked against the registry before any work is done (exit 2 listing the methods)."""
+    try:
+        return None if method is None else checked_method(method)
+    except UnknownMethodError as error:
+        raise fail(error) from error
+
+
+MethodOption = Annotated[
+    str | None,
+    typer.Option(
+        "--method",
+        help="Ranking method: cosine, probe+qe, kreciprocal, ... (see `imagerank evaluate --help`) "
+        "[default: the index's own, else " + DEFAULT_METHOD + "].",
+    ),
+]
 
 
 @app.command("index")
@@ -114,9 +134,22 @@ def index_command(
     extensions: Annotated[
         str, typer.Option("--extensions", help="Comma-separated file extensions to index.")
     ] = ",".join(sorted(IMAGE_EXTENSIONS)),
+    method: Annotated[
+        str | None,
+        typer.Option(
+            "--method",
+            help="Make this the index's default ranking method [default: " + DEFAULT_METHOD + "]. It is "
+            "fitted on the label folders after indexing, and again whenever the labels change.",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Embed every image under FOLDER into the index; later runs embed only new or changed files."""
+    """Embed every image under FOLDER into the index; later runs embed only new or changed files.
+
+    Images in label folders teach the ranking method; images directly in FOLDER or in a folder named
+    `unlabelled` have no label and are searched all the same.
+    """
+    method = valid_method(method)
     try:
         if address is not None and engine != "ray":
             raise ImageRankError("--address is for --engine ray")
@@ -130,6 +163,8 @@ def index_command(
             store=store,
             address=address,
         ) as opened:
+            if method is not None:
+                opened.set_default_method(method)
             report = opened.sync(
                 folder,
                 extensions=[part.strip() for part in extensions.split(",") if part.strip()],
@@ -141,6 +176,8 @@ def index_command(
         raise fail(error) from error
     report_skipped(report)
     err.print(f"{index}: {report.summary()}; vectors: {layout}", highlight=False, markup=False)
+    for fitted in report.fitted:
+        err.print(f"ranking: {describe_fit(fitted)}", highlight=False, markup=False)
     if report.skipped:
         raise typer.Exit(EXIT_SKIPPED)
 
@@ -157,6 +194,16 @@ def describe_store(store: dict) -> str:
             f"({recall['queries']} sampled queries, {recall['vectors']:,} vectors)"
         )
     return line
+
+
+def describe_fit(fitted: FittedMethod) -> str:
+    """One line on a fitted ranking method: on what, how long it took, and any fallback."""
+    info = fitted.info
+    line = (
+        f"{info.method} fitted on {info.n_labelled:,} labelled images ({info.n_labels} labels) of "
+        f"{info.n_images:,} in {info.seconds:.1f} s"
+    )
+    return f"{line}; {info.note}" if info.note else line
 
 
 def report_skipped(report: IndexReport) -> None:
@@ -179,20 +226,27 @@ def search_command(
         typer.Option("--label", "-l", help="Only return images with this label (repeatable)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    method: MethodOption = None,
     weights: WeightsOption = None,
     engine: EngineOption = "auto",
     device: DeviceOption = "cpu",
 ) -> None:
-    """Rank the indexed images by similarity in meaning to a query image."""
+    """Rank the indexed images by similarity in meaning to a query image.
+
+    The index's default method learns from its label folders; --method picks another.
+    """
     if (query is None) == (image_id is None):
         err.print("error: give either a QUERY image file or --id, not both")
         raise typer.Exit(2)
+    method = valid_method(method)
     try:
         with Index.open(index, weights=weights, engine=engine, device=device) as opened:
+            method = method or opened.default_method
             if image_id is not None:
-                scores, ids = opened.search_by_id(image_id, k, labels=label)
+                scores, ids = opened.search_by_id(image_id, k, labels=label, method=method)
             else:
-                scores, ids = opened.search(query, k, labels=label)
+                scores, ids = opened.search(query, k, labels=label, method=method)
+            fitted = None if method == "cosine" else opened.fitted(method)
             results = [
                 {
                     "rank": rank,
@@ -209,11 +263,16 @@ def search_command(
         raise fail(ImageRankError(error.args[0])) from error
     except ImageRankError as error:
         raise fail(error) from error
+    ranked_with = fitted.info.fitted_method if fitted else method
+    note = fitted.info.note if fitted else None
     if as_json:
         source = {"id": image_id} if image_id is not None else {"file": str(query)}
-        print(json.dumps({"query": source, "model": opened.model, "results": results}, indent=2))
+        document = {"query": source, "model": opened.model, "method": ranked_with, "note": note}
+        print(json.dumps({**document, "results": results}, indent=2))
         return
-    table = Table(title=escape(f"Top {len(results)} for {query or f'id {image_id}'}"))
+    if note:
+        err.print(f"note: {note}", highlight=False, markup=False)
+    table = Table(title=escape(f"Top {len(results)} for {query or f'id {image_id}'} ({ranked_with})"))
     for column, justify in (("rank", "right"), ("score", "right"), ("path", "left"), ("label", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for result in results:
@@ -250,12 +309,29 @@ def info_command(
         ("images", str(info["count"])),
         ("labels", shown + more),
         ("vectors", describe_store(info["store"])),
+        ("ranking", describe_ranking(info["ranking"])),
         ("root", str(info["root"])),
         ("size on disk", f"{info['size_bytes'] / 2**20:.1f} MiB"),
         ("created", f"{info['created']} (imagerank {info['imagerank_version']})"),
     ):
         table.add_row(key, escape(value))
     out.print(table)
+
+
+def describe_ranking(ranking: dict) -> str:
+    """The default method, the labels it learns from and the state of each fit, for `info`."""
+    lines = [
+        f"default {ranking['default_method']}; {ranking['labelled_images']:,} labelled images "
+        f"({ranking['labels']} labels), {ranking['unlabelled_images']:,} unlabelled"
+    ]
+    for fit in ranking["fits"]:
+        state = f"stale: {fit['stale_reason']}" if fit["stale"] else "current"
+        used = f" (ranks with {fit['fitted_method']})" if fit["fitted_method"] != fit["method"] else ""
+        lines.append(
+            f"{fit['method']}{used}: fitted {fit['fitted_at']} on {fit['n_labelled']:,} labelled of "
+            f"{fit['n_images']:,} images, {fit['seconds']:.1f} s; {state}"
+        )
+    return "\n".join(lines)
 
 
 @app.command("models")

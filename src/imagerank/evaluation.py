@@ -172,7 +172,7 @@ def evaluate_split(
         _, ids = ranker.rank(vectors[split.queries], vectors[split.candidates])
         seconds = time.perf_counter() - start
         relevant = metrics.relevance_matrix(ids, candidate_labels, query_labels)
-        scores[name] = _scored(relevant, n_relevant, k, max_curve_k, seconds, ids[:, :max_curve_k])
+        scores[name] = scored_rankings(relevant, n_relevant, k, max_curve_k, seconds, ids[:, :max_curve_k])
     return EvaluationResult(
         protocol=protocol_name,
         k=k,
@@ -183,7 +183,7 @@ def evaluate_split(
     )
 
 
-def _scored(
+def scored_rankings(
     relevant: np.ndarray,
     n_relevant: np.ndarray,
     k: int,
@@ -191,6 +191,7 @@ def _scored(
     seconds: float,
     ranked_ids: np.ndarray,
 ) -> MethodScores:
+    """Every metric of one method's rankings, from its relevance matrix (queries x ranks)."""
     per_query = dict(
         zip(
             metric_names(k),

@@ -8,7 +8,7 @@ batch is committed on its own, so an interrupted run keeps what it finished and 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,11 +20,32 @@ from imagerank import __version__
 from imagerank.decoding import IMAGE_EXTENSIONS, file_digest, scan_image_files
 from imagerank.embedding import Embedder, create_embedder
 from imagerank.errors import BadImageError, ImageRankError, ModelMismatchError
+from imagerank.fitted import (
+    DEFAULT_METHOD,
+    FittedMethod,
+    checked_method,
+    fit_method,
+    list_fits,
+    load_fit,
+    save_fit,
+    search_fitted,
+    staleness,
+    store_snapshot,
+)
 from imagerank.models import DEFAULT_MODEL
-from imagerank.store import ImageRecord, VectorStore, open_store, read_manifest, write_json_atomically
+from imagerank.store import (
+    ImageRecord,
+    VectorStore,
+    empty_results,
+    open_store,
+    read_manifest,
+    write_json_atomically,
+)
 
 FORMAT = "imagerank-index"
 FORMAT_VERSION = 1
+UNLABELLED_FOLDERS = frozenset({"unlabelled", "unlabeled"})
+"""Images in a folder of one of these names (or directly in the indexed folder) have no label."""
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -36,6 +57,7 @@ class IndexReport:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     skipped: list[BadImageError] = field(default_factory=list)
+    fitted: list[FittedMethod] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
@@ -73,6 +95,7 @@ class Index:
         self._engine = engine
         self._device = device
         self._address = address
+        self._fits: dict[str, FittedMethod] = {}
 
     @classmethod
     def create(
@@ -236,8 +259,13 @@ class Index:
         extensions: Iterable[str] = IMAGE_EXTENSIONS,
         batch_size: int = 32,
         show_progress_bar: bool = False,
+        fit: bool = True,
     ) -> IndexReport:
-        """Bring the index in line with the folder: embed new and changed files, drop deleted ones."""
+        """Bring the index in line with the folder: embed new and changed files, drop deleted ones.
+
+        With ``fit``, the default ranking method (and every other method fitted before) is then fitted
+        again if the labels or vectors changed enough since its last fit (see `refit_stale`).
+        """
         root = Path(root).resolve()
         # Scan first: a missing folder must fail before the index is tied to it as its root.
         scan = scan_image_files(root, extensions)
@@ -257,41 +285,119 @@ class Index:
         self.store.delete([record.id for record in gone if record.id is not None])
         report.removed = [record.path for record in gone]
         self.store.flush()
+        if fit:
+            report.fitted = self.refit_stale()
         return report
 
     def add(
-        self, paths: Sequence[str | Path], batch_size: int = 32, show_progress_bar: bool = False
+        self,
+        paths: Sequence[str | Path],
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        fit: bool = True,
     ) -> IndexReport:
-        """Embed and store the given files (under the index's root; the first call sets the root)."""
+        """Embed and store the given files (under the index's root; the first call sets the root).
+
+        With ``fit``, stale fitted methods are fitted again afterwards, as after `sync`.
+        """
         files = [Path(path).absolute() for path in paths]
         root = self.root or Path(os.path.commonpath([path.parent for path in files] or [Path.cwd()]))
         root = self._claim_root(root)
         report = IndexReport()
         self._embed_and_store(files, root, batch_size, show_progress_bar, report)
         self.store.flush()
+        if fit:
+            report.fitted = self.refit_stale()
         return report
+
+    @property
+    def default_method(self) -> str:
+        """The ranking method `search` uses unless told otherwise (set with `set_default_method`)."""
+        return str(self.manifest.get("method") or DEFAULT_METHOD)
+
+    def set_default_method(self, method: str) -> None:
+        """Make ``method`` (a registered name or composition) this index's default ranking method."""
+        self.manifest["method"] = checked_method(method)
+        write_json_atomically(self.directory / "manifest.json", self.manifest)
 
     def search(
         self,
         query: np.ndarray | Image.Image | str | Path,
         k: int = 10,
-        labels: Sequence[str] | None = None,
+        labels: Sequence[str | None] | None = None,
+        method: str | None = None,
+        exclude: Collection[int] = (),
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) like FAISS: arrays of shape (n_queries, k), best first, -1 where none.
 
-        `query` is an image, an image path, one vector, or a (n, dim) array of vectors. Scores are cosine
-        similarities. `labels` restricts results to images with those labels.
+        `query` is an image, an image path, one vector, or a (n, dim) array of vectors. `labels` restricts
+        results to images with those labels (None among them: the unlabelled images). `method` is a
+        ranking method (`imagerank.ranking.list_methods`, compositions such as ``probe+qe``); None is the
+        index's `default_method`. With ``cosine`` the scores are cosine similarities; other methods
+        re-score the store's cosine shortlist (see `imagerank.fitted`) and their scores are their own.
+        `exclude` ids are never returned, nor seen by a method as candidates.
         """
-        return self.store.search(self._query_vectors(query), k, labels)
+        return self._ranked(self._query_vectors(query), k, labels, method, exclude)
 
     def search_by_id(
-        self, image_id: int, k: int = 10, labels: Sequence[str] | None = None
+        self,
+        image_id: int,
+        k: int = 10,
+        labels: Sequence[str | None] | None = None,
+        method: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Images most like an indexed one ("more like this"), the image itself left out."""
-        vector = self.store.vectors([image_id])
-        scores, ids = self.store.search(vector, k + 1, labels)
-        keep = ids[0] != image_id
-        return scores[:, keep][:, :k], ids[:, keep][:, :k]
+        return self._ranked(self.store.vectors([image_id]), k, labels, method, exclude=(image_id,))
+
+    def fitted(self, method: str | None = None) -> FittedMethod:
+        """The fit of ``method`` (default: `default_method`): kept in memory, else read from the index
+        directory, else fitted now and saved there."""
+        method = checked_method(method or self.default_method)
+        if method not in self._fits:
+            fitted = load_fit(self.directory, method)
+            if fitted is None or fitted.info.vector_id != self.manifest.get("vector_id"):
+                fitted = self.fit(method)
+            self._fits[method] = fitted
+        return self._fits[method]
+
+    def fit(self, method: str | None = None) -> FittedMethod:
+        """Fit ``method`` (default: `default_method`) on this index's labels now, and save the fit."""
+        method = checked_method(method or self.default_method)
+        fitted = fit_method(self.store, method, str(self.manifest.get("vector_id")))
+        save_fit(self.directory, fitted)
+        self._fits[method] = fitted
+        return fitted
+
+    def refit_stale(self) -> list[FittedMethod]:
+        """Fit again the default method and every saved fit whose labels or vectors changed enough (see
+        `imagerank.fitted.staleness`); the default method is fitted if it never was. Returns the new fits."""
+        if not len(self.store):
+            return []
+        current = store_snapshot(self.store)
+        vector_id = str(self.manifest.get("vector_id"))
+        saved = {fitted.info.method: fitted for fitted in list_fits(self.directory)}
+        refitted = []
+        for method in dict.fromkeys([self.default_method, *saved]):
+            fitted = saved.get(method)
+            if method != "cosine" and (fitted is None or staleness(fitted, current, vector_id)):
+                refitted.append(self.fit(method))
+        return refitted
+
+    def _ranked(
+        self,
+        queries: np.ndarray,
+        k: int,
+        labels: Sequence[str | None] | None,
+        method: str | None,
+        exclude: Collection[int],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        method = checked_method(method or self.default_method)
+        if method == "cosine":
+            scores, ids = self.store.search(queries, k + len(exclude), labels)
+            if not exclude:
+                return scores, ids
+            return _without(scores, ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)), k)
+        return search_fitted(self.fitted(method), self.store, queries, k, labels, exclude)
 
     def records(self, ids: Iterable[int]) -> list[ImageRecord]:
         """Metadata for ids (as returned by `search`); -1 entries are ignored."""
@@ -304,8 +410,8 @@ class Index:
         return self.root / record.path
 
     def info(self) -> dict:
-        """Model, count, labels, size on disk, and the store: layout and measured recall."""
-        size = sum(path.stat().st_size for path in self.directory.iterdir() if path.is_file())
+        """Model, count, labels, size on disk, the store (layout, measured recall) and the fitted methods."""
+        size = sum(path.stat().st_size for path in self.directory.rglob("*") if path.is_file())
         return {
             "directory": str(self.directory),
             "model": self.model,
@@ -316,8 +422,26 @@ class Index:
             "labels": {str(label): count for label, count in self.store.labels().items()},
             "size_bytes": size,
             "store": self.store.describe(),
+            "ranking": self.ranking_info(),
             "imagerank_version": self.manifest.get("imagerank_version"),
             "created": self.manifest.get("created"),
+        }
+
+    def ranking_info(self) -> dict:
+        """The default method and every saved fit: what it was fitted on, when, and whether it is stale."""
+        current = store_snapshot(self.store)
+        vector_id = str(self.manifest.get("vector_id"))
+        fits = []
+        for fitted in list_fits(self.directory):
+            reason = staleness(fitted, current, vector_id)
+            fits.append({**vars(fitted.info), "stale": reason is not None, "stale_reason": reason})
+        labelled = current.labelled
+        return {
+            "default_method": self.default_method,
+            "labelled_images": int(labelled.sum()),
+            "unlabelled_images": int((~labelled).sum()),
+            "labels": len(set(current.labels[labelled].tolist())),
+            "fits": fits,
         }
 
     def close(self) -> None:
@@ -372,6 +496,17 @@ class Index:
             report.indexed.extend(record.path for record in records)
 
 
+def _without(
+    scores: np.ndarray, ids: np.ndarray, excluded: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Results without the ``excluded`` ids, each row cut or padded (as FAISS pads) to ``k``."""
+    kept_scores, kept_ids = empty_results(len(ids), k)
+    for row, keep in enumerate(~np.isin(ids, excluded)):
+        count = min(int(keep.sum()), k)
+        kept_scores[row, :count], kept_ids[row, :count] = scores[row][keep][:count], ids[row][keep][:count]
+    return kept_scores, kept_ids
+
+
 def _store_location(store: str | None) -> str | None:
     """How the manifest records a store: None for the embedded one, Milvus Lite paths made absolute."""
     if store in (None, "", "faiss"):
@@ -401,7 +536,7 @@ def _record_for(path: Path, root: Path) -> ImageRecord:
     width, height = _oriented_size(path)
     return ImageRecord(
         path=relative,
-        label=parent.name if parent != Path(".") else None,
+        label=parent.name if parent != Path(".") and parent.name not in UNLABELLED_FOLDERS else None,
         digest=file_digest(path),
         size=stat.st_size,
         mtime_ns=stat.st_mtime_ns,

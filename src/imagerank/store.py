@@ -239,9 +239,12 @@ class FaissStore:
             self._after_commit(generation_before, lambda index: self._remove(index, id_array))
 
     def search(
-        self, queries: np.ndarray, k: int, labels: Sequence[str] | None = None
+        self, queries: np.ndarray, k: int, labels: Sequence[str | None] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids) per query, best first, like FAISS; missing results have id -1."""
+        """Top-k (scores, ids) per query, best first, like FAISS; missing results have id -1.
+
+        ``labels`` keeps images with one of those labels; None in it keeps the unlabelled ones.
+        """
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         with self._lock:
             index = self._current_index()
@@ -506,7 +509,7 @@ class FaissStore:
         )
 
     def _search_labelled(
-        self, index: faiss.Index, queries: np.ndarray, k: int, labels: Sequence[str]
+        self, index: faiss.Index, queries: np.ndarray, k: int, labels: Sequence[str | None]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Search among the images with these labels; exactly, from the stored vectors, when they are few
         (a graph search restricted to a small subset misses much of it)."""
@@ -526,10 +529,12 @@ class FaissStore:
             return self._reranked(queries, ids, k)
         return scores, ids
 
-    def _ids_with_labels(self, labels: Sequence[str]) -> np.ndarray:
+    def _ids_with_labels(self, labels: Sequence[str | None]) -> np.ndarray:
+        """Ids of the images with one of ``labels``; None among them stands for the unlabelled images."""
         rows = self._db.execute(
-            "SELECT id FROM images WHERE label IN (SELECT value FROM json_each(?)) ORDER BY id",
-            (json.dumps(list(labels)),),
+            "SELECT id FROM images WHERE label IN (SELECT value FROM json_each(?)) OR (? AND label IS NULL) "
+            "ORDER BY id",
+            (json.dumps([label for label in labels if label is not None]), None in labels),
         ).fetchall()
         return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
 

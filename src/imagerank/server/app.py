@@ -34,6 +34,8 @@ def create_app(index_dir: str | Path, **settings: Any) -> FastAPI:
     config = ServerSettings(index=Path(index_dir), **settings)
     index = Index.open(config.index, weights=config.weights, engine=config.engine)
     index.embedder  # noqa: B018 - loads the backbone now instead of during the first request
+    if len(index):
+        index.fitted()  # reads (or fits) the default ranking method now, not in the first search
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

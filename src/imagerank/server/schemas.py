@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from imagerank.fitted import UnknownMethodError, checked_method
 
 MAX_K = 100
 MAX_OFFSET = 1000
@@ -32,11 +34,23 @@ class SearchOptions(BaseModel):
         max_length=MAX_FEEDBACK_IDS,
         description="Ids marked not relevant (feedback); they are never returned.",
     )
-    method: Literal["cosine"] = Field(
-        "cosine",
-        description="Ranking method: cosine similarity of the backbone's embeddings (exact search). With "
-        "feedback ids, the query is first refined with Rocchio's method.",
+    method: str | None = Field(
+        None,
+        max_length=200,
+        description="Ranking method: a registered name or composition (`GET /api/methods`), e.g. `cosine`, "
+        "`probe+qe`, `kreciprocal`; default: the index's own. Learned methods are fitted on the index's "
+        "label folders. With feedback ids, the query is first refined with Rocchio's method.",
     )
+
+    @field_validator("method")
+    @classmethod
+    def _registered(cls, method: str | None) -> str | None:
+        if method is None or not method.strip():
+            return None
+        try:
+            return checked_method(method)
+        except UnknownMethodError as error:
+            raise ValueError(str(error)) from None
 
 
 class SearchByIdRequest(SearchOptions):
@@ -71,7 +85,8 @@ class QueryInfo(BaseModel):
 
 class SearchResponse(BaseModel):
     query: QueryInfo
-    method: str
+    method: str = Field(description="The method that ranked the results.")
+    note: str | None = Field(None, description="Why another method ranked than the one asked for, if so.")
     k: int
     offset: int
     has_more: bool = Field(description="Whether a next page (offset + k) has results.")
@@ -82,6 +97,30 @@ class SearchResponse(BaseModel):
 class LabelCount(BaseModel):
     label: str | None
     count: int
+
+
+class MethodFit(BaseModel):
+    method: str
+    fitted_method: str = Field(description="What ranks for it (a fallback on an index with too few labels).")
+    fitted_at: str
+    seconds: float
+    n_images: int
+    n_labelled: int
+    n_labels: int
+    note: str | None
+    stale: bool
+    stale_reason: str | None
+
+
+class Methods(BaseModel):
+    default: str = Field(description="The index's default ranking method.")
+    rankers: list[str]
+    rerankers: list[str] = Field(description="Compose after a ranker with '+', e.g. probe+qe.")
+    suggested: list[str] = Field(description="Methods worth offering in a menu, the default first.")
+    labelled_images: int
+    unlabelled_images: int
+    labels: int
+    fits: list[MethodFit]
 
 
 class Stats(BaseModel):

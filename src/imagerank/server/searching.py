@@ -79,6 +79,7 @@ def ranked_page(
     labels: Sequence[str] = (),
     exclude: Collection[int] = (),
     threads: int = 1,
+    method: str | None = None,
 ) -> Page:
     """Results offset+1 .. offset+k of the ranking for `query`, leaving out the `exclude` ids.
 
@@ -87,12 +88,18 @@ def ranked_page(
     thread), so it is set here, in the request's worker thread.
     """
     faiss.omp_set_num_threads(threads)
-    wanted = offset + k + 1 + len(exclude)
-    scores, ids = index.search(query, k=min(wanted, max(len(index), 1)), labels=list(labels) or None)
+    wanted = offset + k + 1
+    scores, ids = index.search(
+        query,
+        k=min(wanted, max(len(index), 1)),
+        labels=list(labels) or None,
+        method=method,
+        exclude=set(exclude),
+    )
     ranked = [
         (float(score), int(image_id))
         for score, image_id in zip(scores[0], ids[0], strict=True)
-        if image_id >= 0 and np.isfinite(score) and int(image_id) not in exclude
+        if image_id >= 0 and np.isfinite(score)
     ]
     window = ranked[offset : offset + k]
     records = index.store.records([image_id for _, image_id in window])

@@ -10,6 +10,7 @@ const state = {
   offset: 0,
   k: 24,
   label: "",
+  method: "",
   hasMore: false,
   requestNumber: 0,
 };
@@ -19,6 +20,7 @@ function searchRequest() {
     k: state.k,
     offset: state.offset,
     labels: state.label ? [state.label] : [],
+    ...(state.method ? { method: state.method } : {}),
     relevant: [...state.relevant],
     not_relevant: [...state.notRelevant],
   };
@@ -67,9 +69,10 @@ function render(data) {
   $("#prev-page").disabled = data.offset === 0;
   $("#next-page").disabled = !data.has_more;
   const where = state.label ? ` labelled “${state.label}”` : "";
+  const ranked = ` ranked by ${data.method}${data.note ? ` (${data.note})` : ""}`;
   setStatus(
     data.results.length
-      ? `Showing results ${first}–${last}${where} (${Math.round(data.timing.total_ms)} ms).`
+      ? `Showing results ${first}–${last}${where}${ranked} (${Math.round(data.timing.total_ms)} ms).`
       : `No results${where}.`,
   );
   restoreFocus(focused);
@@ -101,7 +104,7 @@ function card(result) {
   item.querySelector(".card-label").textContent = result.label ?? "(no label)";
   item.querySelector(".card-label").title = result.path;
   item.querySelector(".card-score").textContent = result.score.toFixed(3);
-  item.querySelector(".card-score").title = `cosine similarity, rank ${result.rank}`;
+  item.querySelector(".card-score").title = `score, rank ${result.rank}`;
   item.querySelector(".feedback").setAttribute("aria-label", `Feedback on ${result.path}`);
   const relevant = item.querySelector(".relevant");
   const notRelevant = item.querySelector(".not-relevant");
@@ -190,6 +193,26 @@ async function loadStats() {
   }
 }
 
+// The ranking menu: the index's default method first, then the other suggested ones.
+async function loadMethods() {
+  const select = $("#method");
+  try {
+    const response = await fetch("/api/methods");
+    const methods = await response.json();
+    for (const name of methods.suggested) {
+      select.append(new Option(name === methods.default ? `${name} (default)` : name, name));
+    }
+    select.value = methods.default;
+    state.method = methods.default;
+    $("#method-help").textContent = methods.labels >= 2
+      ? `Learned methods use ${methods.labelled_images.toLocaleString()} labelled images (${methods.labels} labels).`
+      : "No label folders: learned methods fall back to one that needs no labels.";
+  } catch (error) {
+    select.append(new Option("cosine", "cosine"));
+    state.method = "cosine";
+  }
+}
+
 function wireDropAndPaste() {
   const zone = $("#drop-zone");
   const isFileDrag = (event) => [...(event.dataTransfer?.types ?? [])].includes("Files");
@@ -226,6 +249,11 @@ function wireControls() {
     state.offset = 0;
     search();
   });
+  $("#method").addEventListener("change", (event) => {
+    state.method = event.target.value;
+    state.offset = 0;
+    search();
+  });
   $("#page-size").addEventListener("change", (event) => {
     state.k = Number(event.target.value);
     state.offset = 0;
@@ -252,3 +280,4 @@ state.k = Number($("#page-size").value);
 wireControls();
 wireDropAndPaste();
 loadStats();
+loadMethods();

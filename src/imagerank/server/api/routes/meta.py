@@ -3,8 +3,9 @@
 from fastapi import APIRouter
 
 from imagerank import __version__
+from imagerank.fitted import describe_methods
 from imagerank.server.deps import IndexDep, SettingsDep
-from imagerank.server.schemas import Health, LabelCount, Stats
+from imagerank.server.schemas import Health, LabelCount, MethodFit, Methods, Stats
 
 router = APIRouter(tags=["meta"])
 
@@ -13,6 +14,25 @@ router = APIRouter(tags=["meta"])
 def health(index: IndexDep) -> Health:
     """Liveness: answers as soon as the index is open and the backbone loaded."""
     return Health(status="ok", count=len(index))
+
+
+SUGGESTED_METHODS = ("cosine", "probe+qe", "kreciprocal", "dba+kreciprocal", "lda", "probe")
+
+
+@router.get("/methods")
+def methods(index: IndexDep) -> Methods:
+    """The ranking methods a search may ask for, the index's default, and what each saved fit learned from."""
+    ranking = index.ranking_info()
+    default = ranking["default_method"]
+    return Methods(
+        default=default,
+        **describe_methods(),
+        suggested=list(dict.fromkeys([default, *SUGGESTED_METHODS])),
+        labelled_images=ranking["labelled_images"],
+        unlabelled_images=ranking["unlabelled_images"],
+        labels=ranking["labels"],
+        fits=[MethodFit(**{key: fit[key] for key in MethodFit.model_fields}) for fit in ranking["fits"]],
+    )
 
 
 @router.get("/stats")

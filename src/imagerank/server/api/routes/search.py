@@ -131,6 +131,8 @@ def _search_form(form: FormData) -> tuple[SearchOptions, UploadFile]:
 def _respond(plan: _Plan, query: np.ndarray, embed_ms: float, exclude: set[int]) -> SearchResponse:
     options = plan.options
     search_started = perf_counter()
+    method = options.method or plan.index.default_method
+    fitted = None if method == "cosine" else plan.index.fitted(method)
     query = refined_query(plan.index, query, options.relevant, options.not_relevant)
     page = ranked_page(
         plan.index,
@@ -140,11 +142,13 @@ def _respond(plan: _Plan, query: np.ndarray, embed_ms: float, exclude: set[int])
         options.labels,
         exclude | set(options.not_relevant),
         threads=plan.settings.search_threads,
+        method=method,
     )
     finished = perf_counter()
     return SearchResponse(
         query=plan.query,
-        method=options.method,
+        method=fitted.info.fitted_method if fitted else method,
+        note=fitted.info.note if fitted else None,
         k=options.k,
         offset=options.offset,
         has_more=page.has_more,

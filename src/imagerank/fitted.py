@@ -1,0 +1,287 @@
+"""A ranking method fitted to an index: what teaches it, where it is kept, when it is stale, how it searches.
+
+**Labels.** Every image with a label (the name of the folder it is in) is a training example. Images with
+no label (files directly in the indexed folder, or in a folder named ``unlabelled``) are the unlabelled
+pool; the methods see the whole collection, labelled or not, as that pool, never more than the labels.
+
+**Persistence.** A fit is one file per method, ``fits/<method>.pkl`` in the index directory, written to a
+temporary name and renamed into place: a process killed while fitting leaves the previous fit in use. It
+records the vectors' ``vector_id`` and the (id, label, digest) of every image it saw, so that it is known
+to be stale once the labels or enough of the vectors have changed (:func:`staleness`), not after every
+added image.
+
+**Search.** The store's own search (any layout or backend, label filters included) gives a cosine
+shortlist of :data:`SHORTLIST` images; the fitted method re-scores that shortlist exactly, on the stored
+vectors. On a collection no larger than the shortlist this is the method's exact ranking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from imagerank.errors import ImageRankError
+from imagerank.ranking import METHODS, RERANKERS, Ranker, get_method, top_k
+from imagerank.ranking.baselines import CosineRanker, RandomRanker
+from imagerank.ranking.rerank import Reranker
+from imagerank.store import VectorStore, empty_results
+
+DEFAULT_METHOD = "probe+qe"
+"""What `search` ranks with unless told otherwise."""
+UNSUPERVISED_FALLBACK = "dba+kreciprocal"
+"""What a method that needs labels falls back to on an index with fewer than 2 labels: the best method that
+uses none (seed protocol and unseen categories alike, see README)."""
+SHORTLIST = 1000
+"""Images re-scored exactly by a fitted method per query, taken from the store's cosine search."""
+REFIT_FRACTION = 0.1
+"""A fit is stale once this fraction of the labelled images, or of all images, changed since it."""
+FITS_DIR = "fits"
+
+
+class UnknownMethodError(ImageRankError, ValueError):
+    """A ranking method name that is not registered (the message lists the registered ones)."""
+
+
+@dataclass(frozen=True)
+class FitInfo:
+    """What a fit was made from, and when."""
+
+    method: str
+    fitted_method: str
+    fitted_at: str
+    seconds: float
+    n_images: int
+    n_labelled: int
+    n_labels: int
+    vector_id: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The images a fit saw: ids, labels ('' for none) and content digests, sorted by id."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    digests: np.ndarray
+
+    @property
+    def labelled(self) -> np.ndarray:
+        return self.labels != ""
+
+
+@dataclass
+class FittedMethod:
+    """A fitted ranker with what it was fitted on."""
+
+    info: FitInfo
+    ranker: Ranker
+    snapshot: Snapshot
+
+
+def checked_method(name: str) -> str:
+    """Return ``name`` stripped when it is a registered method or composition; raise UnknownMethodError."""
+    name = name.strip()
+    try:
+        get_method(name)
+    except ValueError as error:
+        raise UnknownMethodError(str(error)) from None
+    return name
+
+
+def requires_labels(ranker: Ranker) -> bool:
+    """Whether ``ranker`` learns from labels (re-rankers ask their base; cosine and random do not)."""
+    if isinstance(ranker, Reranker):
+        return ranker.base is not None and requires_labels(ranker.base)
+    return not isinstance(ranker, CosineRanker | RandomRanker)
+
+
+def store_snapshot(store: VectorStore) -> Snapshot:
+    """The (id, label, digest) of every image in ``store``, sorted by id."""
+    records = sorted(store.all_records(), key=lambda record: int(record.id or 0))
+    return Snapshot(
+        ids=np.fromiter((int(record.id or 0) for record in records), dtype=np.int64, count=len(records)),
+        labels=np.asarray([record.label or "" for record in records], dtype=object),
+        digests=np.asarray([record.digest for record in records], dtype=object),
+    )
+
+
+def fit_method(store: VectorStore, method: str, vector_id: str) -> FittedMethod:
+    """Fit ``method`` on the labelled images of ``store``, with all of its images as the unlabelled pool.
+
+    A method that needs labels is replaced by :data:`UNSUPERVISED_FALLBACK` when the index has fewer than
+    2 labels; ``info.note`` says so.
+    """
+    method = checked_method(method)
+    snapshot = store_snapshot(store)
+    labelled = snapshot.labelled
+    n_labels = len(set(snapshot.labels[labelled].tolist()))
+    ranker, fitted_method, note = get_method(method), method, None
+    if requires_labels(ranker) and n_labels < 2:
+        fitted_method = UNSUPERVISED_FALLBACK
+        ranker = get_method(fitted_method)
+        note = (
+            f"{method} learns from labels, and this index has {n_labels} label"
+            f"{'' if n_labels == 1 else 's'}; ranking with {fitted_method} (no labels needed) instead. "
+            "Put images in label folders (at least 2) to use it."
+        )
+    started = time.perf_counter()
+    vectors = store.vectors(snapshot.ids.tolist()) if len(snapshot.ids) else np.zeros((0, store.dim))
+    ranker.fit(vectors[labelled], snapshot.labels[labelled].astype(str), vectors)
+    info = FitInfo(
+        method=method,
+        fitted_method=fitted_method,
+        fitted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        seconds=round(time.perf_counter() - started, 3),
+        n_images=len(snapshot.ids),
+        n_labelled=int(labelled.sum()),
+        n_labels=n_labels,
+        vector_id=vector_id,
+        note=note,
+    )
+    return FittedMethod(info=info, ranker=ranker, snapshot=snapshot)
+
+
+def staleness(fitted: FittedMethod, current: Snapshot, vector_id: str) -> str | None:
+    """Why ``fitted`` should be fitted again on ``current``, or None while it is current enough.
+
+    Stale when the vectors come from another backbone, when a label appeared or disappeared, or when more
+    than :data:`REFIT_FRACTION` of the labelled images or of all images were added, changed or removed.
+    """
+    if fitted.info.vector_id != vector_id:
+        return "the vectors come from another backbone"
+    before, now = fitted.snapshot, current
+    if set(before.labels[before.labelled].tolist()) != set(now.labels[now.labelled].tolist()):
+        return "the set of labels changed"
+    labelled_changes = _changed(before, now, labelled_only=True)
+    if labelled_changes > REFIT_FRACTION * max(before.labelled.sum(), 1):
+        return f"{labelled_changes} labelled images changed"
+    all_changes = _changed(before, now, labelled_only=False)
+    if all_changes > REFIT_FRACTION * max(len(before.ids), 1):
+        return f"{all_changes} images changed"
+    return None
+
+
+def _changed(before: Snapshot, now: Snapshot, labelled_only: bool) -> int:
+    """How many (id, label, digest) entries one snapshot has and the other lacks."""
+
+    def entries(snapshot: Snapshot) -> set[tuple[int, str, str]]:
+        keep = snapshot.labelled if labelled_only else slice(None)
+        return set(
+            zip(
+                snapshot.ids[keep].tolist(),
+                snapshot.labels[keep].tolist(),
+                snapshot.digests[keep].tolist(),
+                strict=True,
+            )
+        )
+
+    return len(entries(before) ^ entries(now))
+
+
+def fit_path(directory: Path, method: str) -> Path:
+    """Where the fit of ``method`` is kept in an index directory."""
+    readable = "".join(c if c.isalnum() or c in "-_" else "_" for c in method)
+    digest = hashlib.sha1(method.encode()).hexdigest()[:8]
+    return directory / FITS_DIR / f"{readable}-{digest}.pkl"
+
+
+def save_fit(directory: Path, fitted: FittedMethod) -> Path:
+    """Write ``fitted`` atomically (temporary file, fsync, rename); returns its path."""
+    path = fit_path(directory, fitted.info.method)
+    path.parent.mkdir(exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".fit-", suffix=".partial")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            pickle.dump(
+                {"info": asdict(fitted.info), "ranker": fitted.ranker, "snapshot": asdict(fitted.snapshot)},
+                file,
+                protocol=pickle.HIGHEST_PROTOCOL,
+            )
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_fit(directory: Path, method: str) -> FittedMethod | None:
+    """The saved fit of ``method``, or None when there is none (or it cannot be read: it is then refitted).
+
+    Fits are pickles written by imagerank into the index directory; like the index's other files, only
+    open indexes you trust.
+    """
+    path = fit_path(directory, method)
+    try:
+        with path.open("rb") as file:
+            stored = pickle.load(file)
+        return FittedMethod(
+            info=FitInfo(**stored["info"]), ranker=stored["ranker"], snapshot=Snapshot(**stored["snapshot"])
+        )
+    except FileNotFoundError:
+        return None
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError, ImportError):
+        return None
+
+
+def list_fits(directory: Path) -> list[FittedMethod]:
+    """Every readable fit saved in an index directory."""
+    fits = []
+    for path in sorted((directory / FITS_DIR).glob("*.pkl")):
+        try:
+            with path.open("rb") as file:
+                stored = pickle.load(file)
+            fits.append(
+                FittedMethod(
+                    info=FitInfo(**stored["info"]),
+                    ranker=stored["ranker"],
+                    snapshot=Snapshot(**stored["snapshot"]),
+                )
+            )
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError, ImportError):
+            continue
+    return fits
+
+
+def search_fitted(
+    fitted: FittedMethod,
+    store: VectorStore,
+    queries: np.ndarray,
+    k: int,
+    labels: Sequence[str | None] | None = None,
+    exclude: Collection[int] = (),
+    shortlist: int = SHORTLIST,
+) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS-style top-k ``(scores, ids)`` of ``queries`` ranked by the fitted method.
+
+    Each query's cosine shortlist (the store's search, with its label filter) minus the ``exclude`` ids
+    is re-scored by the method on the stored vectors; -1 pads rows with fewer results.
+    """
+    queries = np.asarray(queries, dtype=np.float32).reshape(-1, store.dim)
+    width = min(max(shortlist, k) + len(exclude), max(len(store), 1))
+    _, candidate_ids = store.search(queries, width, labels)
+    all_scores, all_ids = empty_results(len(queries), k)
+    for row, (query, ids) in enumerate(zip(queries, candidate_ids, strict=True)):
+        ids = ids[(ids >= 0) & ~np.isin(ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))]
+        if not len(ids):
+            continue
+        scores, order = top_k(fitted.ranker.score(query[None, :], store.vectors(ids.tolist())), k)
+        all_scores[row, : order.shape[1]] = scores[0]
+        all_ids[row, : order.shape[1]] = ids[order[0]]
+    return all_scores, all_ids
+
+
+def describe_methods() -> dict[str, list[str]]:
+    """The registered rankers and re-rankers, for error messages and the API."""
+    return {"rankers": list(METHODS), "rerankers": list(RERANKERS)}

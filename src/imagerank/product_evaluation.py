@@ -1,0 +1,102 @@
+"""Evaluate ranking methods through the product's search path: a real index, its store and `Index.search`.
+
+`imagerank.evaluation.evaluate_split` ranks arrays in memory. Here the same split is written into an index
+(the training images with their labels, the candidates without), each method is fitted on it as `imagerank
+index` fits it, and every query is searched with `Index.search` among the unlabelled images, in the layout
+asked for. The two agree when the search path is right; where they differ, the difference is what users
+get (an approximate layout, the cosine shortlist a method re-scores, or the queries, which the product
+never sees in advance, missing from the unlabelled pool).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from imagerank import metrics
+from imagerank.evaluation import EvaluationResult, scored_rankings
+from imagerank.index import Index
+from imagerank.protocols import Split
+from imagerank.store import FaissStore, ImageRecord
+
+__all__ = ["evaluate_split_through_index"]
+
+_VECTOR_ID = "evaluation"
+
+
+def evaluate_split_through_index(
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    split: Split,
+    methods: Sequence[str],
+    protocol_name: str = "custom",
+    k: int = 10,
+    max_curve_k: int = 50,
+    index_type: str = "flat",
+) -> EvaluationResult:
+    """Evaluate ``methods`` on ``split`` by searching an index of its vectors (see the module docstring).
+
+    Args:
+        vectors, labels: the dataset's embeddings and labels, one per file.
+        split: which files train (labelled in the index), which are candidates (unlabelled) and queries.
+        methods: ranking method names (`imagerank.ranking.get_method`).
+        index_type: the store's layout (`imagerank.ann.INDEX_TYPES`).
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    labels = np.asarray(labels)
+    candidate_labels, query_labels = labels[split.candidates], labels[split.queries]
+    n_relevant = (query_labels[:, None] == candidate_labels[None, :]).sum(axis=1)
+    depth = min(max(k, max_curve_k), len(split.candidates))
+    scores = {}
+    with tempfile.TemporaryDirectory(prefix="imagerank-evaluation-") as directory:
+        index = _index_of_split(Path(directory), vectors, labels, split, index_type)
+        position_of = _candidate_positions(index)
+        for method in methods:
+            started = time.perf_counter()
+            index.fit(method)
+            _, ids = index.search(vectors[split.queries], k=depth, labels=[None], method=method)
+            seconds = time.perf_counter() - started
+            ranked = np.where(ids >= 0, position_of[np.maximum(ids, 0)], -1)
+            relevant = metrics.relevance_matrix(ranked, candidate_labels, query_labels)
+            scores[method] = scored_rankings(relevant, n_relevant, k, max_curve_k, seconds, ranked)
+        index.close()
+    return EvaluationResult(
+        protocol=f"{protocol_name} (through a {index_type} index)",
+        k=k,
+        n_train=len(split.train),
+        n_candidates=len(split.candidates),
+        n_queries=len(split.queries),
+        methods=scores,
+    )
+
+
+def _index_of_split(
+    directory: Path, vectors: np.ndarray, labels: np.ndarray, split: Split, index_type: str
+) -> Index:
+    """An index holding the training images with their labels, then the candidates without."""
+    store = FaissStore(directory, vectors.shape[1], index_type)
+    rows = [(f"train/{i}", str(labels[i])) for i in split.train]
+    rows += [(f"candidate/{position}", None) for position in range(len(split.candidates))]
+    records = [
+        ImageRecord(path=path, label=label, digest=path, size=0, mtime_ns=0, width=1, height=1)
+        for path, label in rows
+    ]
+    store.upsert(records, vectors[np.concatenate([split.train, split.candidates])])
+    store.flush()
+    manifest = {"vector_id": _VECTOR_ID, "dim": vectors.shape[1], "model": _VECTOR_ID}
+    return Index(directory, manifest, store)
+
+
+def _candidate_positions(index: Index) -> np.ndarray:
+    """An array mapping store ids to positions among the split's candidates (-1 for training images)."""
+    records = index.store.all_records()
+    positions = np.full(max(int(record.id or 0) for record in records) + 1, -1, dtype=np.int64)
+    for record in records:
+        kind, position = record.path.split("/")
+        if kind == "candidate":
+            positions[int(record.id or 0)] = int(position)
+    return positions
