@@ -43,3 +43,22 @@ def test_evaluate_rejects_an_empty_backbone_name_in_a_joined_model(cli, sample_d
     assert completed.returncode == 1
     assert "empty backbone name" in completed.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def test_evaluate_through_an_index_agrees_with_the_arrays(cli, sample_dir: Path, tmp_path: Path):
+    out = tmp_path / "result.json"
+    completed = cli(
+        "evaluate", sample_dir, "--protocol", "per-label", "--test-per-label", "6", "--queries-per-label", "2",
+        "--methods", "cosine,probe+qe,kreciprocal", "-k", "5", "--out", out, "--through-index", "hnsw",
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(out.read_text())
+    searched = result["through_index"]
+    assert searched["protocol"] == "per-label (through a hnsw index)"
+    assert (searched["n_train"], searched["n_candidates"], searched["n_queries"]) == (20, 40, 20)
+    # cosine is the same search either way; the learned and re-ranking methods differ only in the unlabelled
+    # pool (the index does not hold the queries), a few images of 80
+    assert searched["cosine_p@5"] == result["cosine_p@5"]
+    for method in ("probe+qe", "kreciprocal"):
+        assert abs(searched[f"{method}_p@5"] - result[f"{method}_p@5"]) <= 0.05
+    assert "through a hnsw index" in completed.stdout

@@ -20,6 +20,7 @@ from PIL import Image
 from server_fixtures import Served, sample_server
 
 from imagerank import Embedder
+from imagerank.fitted import DEFAULT_METHOD
 
 QUERY = "pizza/image_0001.jpg"
 TIMEOUT_MS = 30_000
@@ -92,7 +93,7 @@ def test_upload_more_like_this_and_feedback(page: sync_api.Page, served: Served)
     assert len(first_ids) == 24
     top = page.locator("#grid .card").first
     assert top.locator(".card-label").inner_text() == "pizza"
-    assert float(top.locator(".card-score").inner_text()) == pytest.approx(1.0, abs=1e-3)
+    assert top.locator(".card-label").get_attribute("title") == QUERY  # the indexed copy of the query
 
     second = page.locator("#grid .card").nth(1)
     second_id = second.get_attribute("data-id")
@@ -108,6 +109,23 @@ def test_upload_more_like_this_and_feedback(page: sync_api.Page, served: Served)
     assert dropped not in refined_ids
     assert refined_ids != like_ids
     assert "1 not relevant" in page.locator("#feedback-summary").inner_text()
+
+
+def test_choosing_a_method_changes_the_ranking(page: sync_api.Page, served: Served) -> None:
+    page.wait_for_function("() => document.querySelector('#method').options.length > 1")
+    assert page.input_value("#method") == DEFAULT_METHOD
+    learned_ids = search_with_file(page, served.images / QUERY)
+    assert f"ranked by {DEFAULT_METHOD}" in page.locator("#status").inner_text()
+
+    page.select_option("#method", "cosine")
+    cosine_ids = wait_for_new_results(page, learned_ids)
+    assert "ranked by cosine" in page.locator("#status").inner_text()
+    top = page.locator("#grid .card").first
+    assert float(top.locator(".card-score").inner_text()) == pytest.approx(1.0, abs=1e-3)
+    assert cosine_ids[0] == learned_ids[0]  # both find the query's own indexed copy first
+
+    page.select_option("#method", DEFAULT_METHOD)
+    assert wait_for_new_results(page, cosine_ids) == learned_ids
 
 
 def test_keyboard_alone(page: sync_api.Page, served: Served) -> None:

@@ -13,9 +13,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from imagerank.ann import INDEX_TYPES
 from imagerank.errors import ImageRankError
 from imagerank.evaluation import EvaluationResult, dataset_embeddings, evaluate_protocol, labelled_images
 from imagerank.models import DEFAULT_MODEL
+from imagerank.product_evaluation import evaluate_split_through_index
 from imagerank.protocols import PROTOCOLS, protocol_named
 from imagerank.ranking import get_method
 
@@ -54,6 +56,15 @@ def evaluate_command(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="JSON file [default: evaluation-PROTOCOL-MODEL.json].")
     ] = None,
+    through_index: Annotated[
+        str | None,
+        typer.Option(
+            "--through-index",
+            help=f"Also run the protocol through an index and its search path, in this layout "
+            f"({', '.join(t for t in INDEX_TYPES if t != 'auto')}): training images labelled, candidates "
+            "unlabelled, every query searched with Index.search. Prints both tables.",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate ranking methods on a labelled folder: P@K, AP@K, mAP, recall@K, nDCG@K with 95% intervals."""
     names = [name.strip() for name in methods.split(",") if name.strip()]
@@ -68,10 +79,19 @@ def evaluate_command(
         started = time.perf_counter()
         result = evaluate_protocol(vectors, labels, chosen, names, k=k)
         evaluation_seconds = time.perf_counter() - started
+        searched = (
+            evaluate_split_through_index(
+                vectors, labels, chosen.split(labels), names, chosen.name, k=k, index_type=through_index
+            )
+            if through_index
+            else None
+        )
     except (ImageRankError, ValueError) as error:
         _err.print(f"[bold red]error:[/] {escape(str(error))}")
         raise typer.Exit(1) from error
     _out.print(results_table(result, model))
+    if searched is not None:
+        _out.print(results_table(searched, model))
     _out.print(
         f"{len(paths)} images; train {result.n_train}, candidates {result.n_candidates}, "
         f"queries {result.n_queries}. Embeddings {embedding_seconds:.1f} s (cached by file content), "
@@ -86,6 +106,8 @@ def evaluate_command(
         "evaluation_seconds": evaluation_seconds,
         **result.to_dict(),
     }
+    if searched is not None:
+        document["through_index"] = searched.to_dict()
     target.write_text(json.dumps(document, indent=2), encoding="utf-8")
     _out.print(f"wrote {escape(str(target))}", highlight=False)
 
