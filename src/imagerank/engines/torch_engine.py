@@ -21,6 +21,8 @@ class TorchEngine:
         self.network = network.to(self.device).eval()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if not batch.flags.writeable:  # a single decoded image is a read-only view of Pillow's pixels
+            batch = batch.copy()
         with torch.inference_mode():
             features = self.network(torch.from_numpy(batch).to(self.device))
         return features.float().cpu().numpy()
