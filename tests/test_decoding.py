@@ -400,7 +400,8 @@ def test_scan_filters_extensions_in_any_case_and_skips_hidden(tmp_path: Path) ->
 
 
 def test_default_extensions() -> None:
-    assert {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"} == IMAGE_EXTENSIONS
+    expected = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+    assert expected == IMAGE_EXTENSIONS
 
 
 def test_scan_follows_symlinked_folders_once(tmp_path: Path) -> None:

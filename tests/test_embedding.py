@@ -1,4 +1,4 @@
-"""Embedding pipeline with real weights: vector format, determinism, ONNX vs PyTorch, bad files, meaning."""
+"""Embedding with real weights: vector format, determinism, engines vs PyTorch, bad files, meaning."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import pytest
 from corpus import write_bad_corpus
 
 from imagerank.embedding import Embedder, cache_dir, create_embedder
+from imagerank.engines import AUTO_ORDER, engine_available
 from imagerank.errors import BadImageError, ImageRankError
+
+CPU_ENGINES = [name for name in AUTO_ORDER if name != "torch"]
 
 
 def _nearest_other_label_rate(vectors: np.ndarray, labels: list[str]) -> float:
@@ -22,7 +25,7 @@ def _nearest_other_label_rate(vectors: np.ndarray, labels: list[str]) -> float:
 
 
 def test_vectors_are_unit_length_float32(sample_vectors: np.ndarray, mobilenet: Embedder) -> None:
-    assert mobilenet.engine_name == "onnx"  # the default engine on a CPU
+    assert mobilenet.engine_name == "openvino"  # the default engine on a CPU
     assert sample_vectors.dtype == np.float32
     assert sample_vectors.shape == (80, 1280) == (80, mobilenet.spec.dim)
     np.testing.assert_allclose(np.linalg.norm(sample_vectors, axis=1), 1.0, atol=1e-5)
@@ -50,20 +53,35 @@ def test_encode_of_nothing_and_bad_batch_size(mobilenet: Embedder) -> None:
         mobilenet.encode([], batch_size=0)
 
 
+def test_one_image_gives_its_row_of_a_batch(mobilenet: Embedder, sample_files: list[Path]) -> None:
+    """A single image (a search query) skips the threaded pipeline; its vector must not change."""
+    batch = mobilenet.encode(sample_files[:4])
+    np.testing.assert_allclose(mobilenet.encode([sample_files[2]]), batch[2:3], atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def torch_reference(sample_files: list[Path]) -> dict[str, Embedder]:
+    """PyTorch, the reference engine, for both offline backbones."""
+    return {name: create_embedder(name, engine="torch") for name in ("mobilenet_v2", "efficientnet_lite0")}
+
+
+@pytest.mark.parametrize("latency", [False, True], ids=["throughput", "latency"])
+@pytest.mark.parametrize("engine", CPU_ENGINES)
 @pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_lite0"])
-def test_onnx_and_torch_engines_agree(
-    name: str, mobilenet: Embedder, sample_files: list[Path], sample_vectors: np.ndarray
+def test_engines_agree_with_pytorch(
+    name: str, engine: str, latency: bool, sample_files: list[Path], torch_reference: dict[str, Embedder]
 ) -> None:
+    if not engine_available(engine):
+        pytest.skip(f"{engine} is not installed")
     files = sample_files[::8]  # one photo per label
-    reference = create_embedder(name, engine="torch")
-    onnx = mobilenet if name == "mobilenet_v2" else create_embedder(name, engine="onnx")
-    assert (reference.engine_name, onnx.engine_name) == ("torch", "onnx")
-    assert reference.spec == onnx.spec
+    embedder = create_embedder(name, engine=engine, latency=latency)
+    reference = torch_reference[name]
+    assert (reference.engine_name, embedder.engine_name) == ("torch", engine)
+    assert embedder.spec == reference.spec
 
-    expected = reference.encode(files)
-    actual = sample_vectors[::8] if name == "mobilenet_v2" else onnx.encode(files)
+    actual = embedder.encode(files, batch_size=4)
 
-    cosines = np.sum(expected * actual, axis=1)
+    cosines = np.sum(reference.encode(files) * actual, axis=1)
     assert cosines.min() > 1 - 1e-4
     assert cache_dir() == Path(os.environ["IMAGERANK_CACHE"])
     exported = list((cache_dir() / "onnx").glob(f"{name}-*.onnx"))

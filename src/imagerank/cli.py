@@ -58,7 +58,8 @@ EngineOption = Annotated[
     str,
     typer.Option(
         "--engine",
-        help="Inference engine: auto, onnx (fast on CPU), torch (GPU: --device), ray (cluster: --address).",
+        help="Inference engine: auto (fastest installed), openvino, onnx, torch (GPU: --device), "
+        "ray (cluster: --address).",
     ),
 ]
 DeviceOption = Annotated[

@@ -49,7 +49,7 @@ def serve_command(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", envvar="IMAGERANK_PORT", min=0, max=65535)] = 8000,
     engine: Annotated[
-        str, typer.Option("--engine", help="Inference engine: auto, onnx (fast on CPU) or torch.")
+        str, typer.Option("--engine", help="Inference engine: auto, openvino, onnx (fast on CPU) or torch.")
     ] = "auto",
     weights: Annotated[
         Path | None,

@@ -19,12 +19,17 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from imagerank.errors import BadImageError
 
+# HEIC/HEIF (phones' default format) through pillow-heif; AVIF is built into Pillow. Files are decoded in
+# parallel by the embedding pipeline, so each one gets a single libheif thread.
+pillow_heif.register_heif_opener(decode_threads=1)
+
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 )
 
 MAX_IMAGE_PIXELS: int = 89_478_485
@@ -109,8 +114,9 @@ def open_image(
     Args:
         source: A path, the file's bytes, or a binary stream (read from its start).
         draft_size: For JPEGs, decode at the smallest DCT scale (1/2, 1/4, 1/8) that keeps both
-            sides >= ``draft_size``: much faster for photos that get resized afterwards anyway.
-            Other formats decode at full size.
+            sides >= ``draft_size``; for HEIC/HEIF, decode the smallest embedded thumbnail (phones
+            write one) with both sides >= ``draft_size``, if any. Much faster for photos that get
+            resized afterwards anyway. Other formats decode at full size.
         max_pixels: Images whose header declares more pixels are rejected before any pixel is
             decoded (a decompression bomb guard). Pillow's own guard, twice
             ``PIL.Image.MAX_IMAGE_PIXELS``, still applies on top of this one.
@@ -213,8 +219,8 @@ def _decode(stream: BinaryIO, name: str, draft_size: int | None, max_pixels: int
             f"decompression bomb: {width}x{height} pixels exceeds the limit of {max_pixels:,}",
         )
     if draft_size is not None:
-        # Only JPEG implements draft(); for other formats it is a no-op. A square box makes
-        # Pillow keep both sides >= draft_size whatever the EXIF orientation.
+        # JPEG and HEIF implement draft(); for other formats it is a no-op. A square box keeps
+        # both sides >= draft_size whatever the EXIF orientation.
         image.draft("RGB", (draft_size, draft_size))
     image.load()  # the first frame of an animation
     ImageOps.exif_transpose(image, in_place=True)

@@ -1,9 +1,10 @@
 """Embedding pipeline: images -> L2-normalised float32 vectors.
 
 Decoding runs in worker threads (Pillow releases the GIL while decoding and resizing) a few batches ahead of
-inference, so the CPU cores are busy with the network while the next images are being read. Inference runs
-either in PyTorch (the reference) or in ONNX Runtime on an exported copy of the same network, which is several
-times faster on CPUs; `engine="auto"` picks ONNX Runtime on the CPU.
+inference, so the CPU cores are busy with the network while the next images are being read. Inference runs in
+one of the engines of `imagerank.engines`: PyTorch (the reference, and the GPU engine), or ONNX Runtime or
+OpenVINO on an ONNX export of the same network, which are several times faster on CPUs; `engine="auto"` picks
+the fastest one installed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,27 +19,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from imagerank.decoding import open_image
+from imagerank.engines import Engine, create_engine, engine_names
+from imagerank.engines.export import CACHE_ENV, cache_dir, exported_onnx_path  # noqa: F401 - public here too
 from imagerank.errors import BadImageError, ImageRankError
 from imagerank.models import DEFAULT_MODEL, BackboneSpec, load_backbone
 
 logger = logging.getLogger(__name__)
 
-ENGINES = ("auto", "onnx", "torch", "ray")
-CACHE_ENV = "IMAGERANK_CACHE"
+ENGINES = ("auto", *engine_names(), "ray")
 
 ImageInput = Image.Image | str | Path
-
-
-def cache_dir() -> Path:
-    """Where exported ONNX graphs and other derived files are kept (`$IMAGERANK_CACHE` overrides)."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imagerank"
-    return Path(os.environ.get(CACHE_ENV, default))
 
 
 def default_decode_workers() -> int:
@@ -52,78 +46,6 @@ def l2_normalized(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, np.finfo(np.float32).tiny)
-
-
-class TorchEngine:
-    """Runs the network in PyTorch: the reference implementation, and the one to use on a GPU."""
-
-    name = "torch"
-
-    def __init__(self, network: torch.nn.Module, device: str = "cpu") -> None:
-        self.device = torch.device(device)
-        self.network = network.to(self.device).eval()
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            features = self.network(torch.from_numpy(batch).to(self.device))
-        return features.float().cpu().numpy()
-
-
-class OnnxEngine:
-    """Runs an ONNX export of the network in ONNX Runtime, exported once and cached on disk."""
-
-    name = "onnx"
-
-    def __init__(self, network: torch.nn.Module, spec: BackboneSpec, threads: int | None = None) -> None:
-        import onnxruntime
-
-        path = exported_onnx_path(network, spec)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle inference threads must yield the cores to the decoding threads instead of spinning.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: batch})[0]
-
-
-def exported_onnx_path(network: torch.nn.Module, spec: BackboneSpec) -> Path:
-    """The cached ONNX file for this backbone and these weights, exporting it first if needed.
-
-    The file is written beside its final name and renamed into place, so concurrent or interrupted
-    exports never leave a half-written graph behind.
-    """
-    weights_tag = spec.weights_id.replace("#", "-").replace("/", "_") or "default"
-    path = cache_dir() / "onnx" / f"{spec.name.replace(':', '_')}-{weights_tag}.onnx"
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.partial")
-    example = torch.zeros(2, spec.input_size, spec.input_size, 3, dtype=torch.uint8)
-    logger.info("exporting %s to ONNX at %s", spec.name, path)
-    with warnings.catch_warnings():
-        # The TorchScript-based exporter is deprecated in favour of one that needs onnxscript; it still
-        # exports these CNNs exactly, and the tests compare its output with PyTorch's.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        _export_onnx(network, example, partial)
-    partial.replace(path)
-    return path
-
-
-def _export_onnx(network: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
-    torch.onnx.export(
-        network.cpu().eval(),
-        (example,),
-        str(path),
-        input_names=["images"],
-        output_names=["features"],
-        dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
 
 
 @dataclass
@@ -153,7 +75,7 @@ class Embedder:
     def __init__(
         self,
         spec: BackboneSpec,
-        engine: Callable[[np.ndarray], np.ndarray],
+        engine: Engine | Callable[[np.ndarray], np.ndarray],
         decode_workers: int | None = None,
     ) -> None:
         self.spec = spec
@@ -179,6 +101,9 @@ class Embedder:
     ) -> np.ndarray:
         """Vectors for images or image paths, in order. Raises BadImageError on the first bad file."""
         items = list(images)
+        if len(items) == 1 and batch_size >= 1 and not show_progress_bar:
+            # A search query: no threads to start, nothing to overlap.
+            return self.embed_arrays(self.prepare(items[0])[np.newaxis])
         chunks = []
         for batch in self._embedded_batches(items, batch_size, show_progress_bar):
             if batch.errors:
@@ -296,21 +221,25 @@ def create_embedder(
     device: str = "cpu",
     decode_workers: int | None = None,
     address: str | None = None,
+    latency: bool = False,
 ) -> Embedder:
     """An embedder for a registered backbone (`list_backbones()`) or any `timm:<name>`.
 
     Args:
         name: backbone name.
         weights: a state-dict file to use instead of the installed or downloadable weights.
-        engine: "onnx" (ONNX Runtime, fastest on CPUs), "torch" (reference; use for GPUs), "auto", or
-            "ray" (files embedded on a Ray cluster by "auto" engines; see `imagerank.embedding_ray`).
+        engine: "auto" (the fastest installed: OpenVINO, then ONNX Runtime, on CPUs; PyTorch on GPUs),
+            "openvino", "onnx" (ONNX Runtime), "torch" (the reference; the one for GPUs), or "ray" (files
+            embedded on a Ray cluster by "auto" engines; see `imagerank.embedding_ray`). An engine that is
+            not installed falls back to "auto" with a warning.
         device: torch device for the torch engine, e.g. "cuda".
         decode_workers: threads decoding images ahead of inference (default: one per core, 2 to 8).
         address: the Ray cluster for engine "ray" ("auto", "ray://host:10001"; default: `$RAY_ADDRESS`,
             else a local Ray instance).
+        latency: tune the engine for one image at a time (search queries) instead of throughput.
 
     Raises:
-        UnknownModelError, WeightsNotFoundError.
+        UnknownModelError, WeightsNotFoundError, ImageRankError (unknown engine, or a CPU engine with a GPU).
     """
     if engine not in ENGINES:
         raise ImageRankError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
@@ -319,19 +248,8 @@ def create_embedder(
 
         return RayEmbedder(name, weights, device=device, address=address, decode_workers=decode_workers)
     network, spec = load_backbone(name, weights)
-    use_onnx = engine == "onnx" or (engine == "auto" and device == "cpu" and _onnxruntime_available())
-    runner: Callable[[np.ndarray], np.ndarray] = (
-        OnnxEngine(network, spec) if use_onnx else TorchEngine(network, device)
-    )
+    runner = create_engine(engine, network, spec, device=device, latency=latency)
     return Embedder(spec, runner, decode_workers=decode_workers)
-
-
-def _onnxruntime_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def embed(

@@ -12,12 +12,14 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from imagerank import __version__
+from imagerank.embedding import Embedder, create_embedder
 from imagerank.index import Index
 from imagerank.server.api.main import api_router
 from imagerank.server.errors import install_error_handlers
 from imagerank.server.settings import ServerSettings
 from imagerank.server.thumbnails import ThumbnailCache
 from imagerank.server.uploads import BodySizeLimit
+from imagerank.store import read_manifest
 
 STATIC = Path(__file__).parent / "static"
 
@@ -32,8 +34,9 @@ def create_app(index_dir: str | Path, **settings: Any) -> FastAPI:
         IndexNotFoundError, ModelMismatchError, WeightsNotFoundError (ImageRankError subclasses).
     """
     config = ServerSettings(index=Path(index_dir), **settings)
-    index = Index.open(config.index, weights=config.weights, engine=config.engine)
-    index.embedder  # noqa: B018 - loads the backbone now instead of during the first request
+    index = Index.open(
+        config.index, weights=config.weights, engine=config.engine, embedder=_query_embedder(config)
+    )
     if len(index):
         index.fitted()  # reads (or fits) the default ranking method now, not in the first search
 
@@ -61,3 +64,10 @@ def create_app(index_dir: str | Path, **settings: Any) -> FastAPI:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     return app
+
+
+def _query_embedder(config: ServerSettings) -> Embedder:
+    """The index's backbone, loaded now rather than on the first search, tuned for one image at a time."""
+    manifest = read_manifest(config.index)
+    weights = config.weights or manifest.get("weights_file")
+    return create_embedder(manifest["model"], weights=weights, engine=config.engine, latency=True)

@@ -20,7 +20,9 @@ class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IMAGERANK_", extra="ignore")
 
     index: Path = Field(description="Index directory to serve.")
-    engine: str = Field("auto", description="Inference engine for query images: auto, onnx or torch.")
+    engine: str = Field(
+        "auto", description="Inference engine for query images: auto, openvino, onnx or torch."
+    )
     weights: Path | None = Field(None, description="State-dict file instead of the installed weights.")
     max_upload_bytes: int = Field(20 * MIB, gt=0, description="Largest request body (an upload) accepted.")
     thumbnail_size: int = Field(256, ge=32, le=1024, description="Longest side of thumbnails, in pixels.")

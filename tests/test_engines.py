@@ -1,0 +1,66 @@
+"""Engine registry: the automatic choice, falling back from a missing engine, and OpenVINO's request pool."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imagerank.embedding import ENGINES, Embedder, create_embedder
+from imagerank.engines import engine_available, resolve_engine
+from imagerank.errors import ImageRankError
+
+pytest.importorskip("openvino")
+
+
+def _uninstall(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
+    """Make `import module` fail as it does where the package is not installed."""
+    for module in modules:
+        monkeypatch.setitem(sys.modules, module, None)
+
+
+def test_auto_takes_the_fastest_installed_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_engine("auto") == "openvino"
+    assert resolve_engine("auto", device="cuda") == "torch"
+    _uninstall(monkeypatch, "openvino")
+    assert not engine_available("openvino")
+    assert resolve_engine("auto") == "onnx"
+    _uninstall(monkeypatch, "onnxruntime")
+    assert resolve_engine("auto") == "torch"
+
+
+def test_a_missing_engine_falls_back_with_a_clear_message(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, sample_files: list[Path]
+) -> None:
+    _uninstall(monkeypatch, "openvino")
+    with caplog.at_level(logging.WARNING, logger="imagerank.engines"):
+        embedder = create_embedder("mobilenet_v2", engine="openvino")
+    assert embedder.engine_name == "onnx"
+    assert "engine 'openvino' is not installed (pip install openvino); using 'onnx' instead" in caplog.text
+    assert embedder.encode(sample_files[:2]).shape == (2, 1280)
+
+
+def test_unknown_engines_and_cpu_engines_on_a_gpu_are_errors() -> None:
+    assert ENGINES == ("auto", "openvino", "onnx", "torch", "ray")
+    with pytest.raises(ImageRankError, match="choose one of auto, openvino, onnx, torch, ray"):
+        create_embedder("mobilenet_v2", engine="tensorrt")
+    with pytest.raises(ImageRankError, match="CPU only; use --engine torch for --device cuda"):
+        resolve_engine("openvino", device="cuda")
+
+
+def test_openvino_engine_shared_by_threads_gives_the_same_vectors(
+    mobilenet: Embedder, sample_files: list[Path]
+) -> None:
+    """Concurrent callers (indexing, server threads) share the infer requests without mixing results."""
+    assert mobilenet.engine_name == "openvino"
+    batch = np.stack([mobilenet.prepare(path) for path in sample_files[::4]])  # 20 photos
+    expected = mobilenet.embed_arrays(batch)
+    slices = [slice(0, 20), slice(3, 4), slice(5, 12), slice(0, 1), slice(8, 20), slice(1, 3)] * 4
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda part: mobilenet.embed_arrays(batch[part]), slices))
+    for part, vectors in zip(slices, results, strict=True):
+        np.testing.assert_allclose(vectors, expected[part], atol=1e-5)
