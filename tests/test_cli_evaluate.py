@@ -48,8 +48,9 @@ def test_evaluate_rejects_an_empty_backbone_name_in_a_joined_model(cli, sample_d
 def test_evaluate_through_an_index_agrees_with_the_arrays(cli, sample_dir: Path, tmp_path: Path):
     out = tmp_path / "result.json"
     completed = cli(
-        "evaluate", sample_dir, "--protocol", "per-label", "--test-per-label", "6", "--queries-per-label", "2",
-        "--methods", "cosine,probe+qe,kreciprocal", "-k", "5", "--out", out, "--through-index", "hnsw",
+        "evaluate", sample_dir, "--protocol", "per-label", "--test-per-label", "6",
+        "--queries-per-label", "2", "--methods", "cosine,probe+qe,kreciprocal", "-k", "5", "--out", out,
+        "--through-index", "hnsw",
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     result = json.loads(out.read_text())
