@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagerank import __version__
 from imagerank.index import Index
@@ -17,9 +19,22 @@ from imagerank.server.api.main import api_router
 from imagerank.server.errors import install_error_handlers
 from imagerank.server.settings import ServerSettings
 from imagerank.server.thumbnails import ThumbnailCache
-from imagerank.server.uploads import BodySizeLimit
+from imagerank.server.uploads import BodySizeLimit, reconcile_uploads
 
 STATIC = Path(__file__).parent / "static"
+# The page loads only its own files; images may also be blob: URLs of a query the user picked. The API docs
+# (Swagger UI) load their script and style from a CDN and run an inline script, so they get their own policy.
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+DOCS_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https://fastapi.tiangolo.com; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+_DOCS_PATHS = ("/docs", "/redoc")
 
 
 def create_app(index_dir: str | Path, **settings: Any) -> FastAPI:
@@ -34,6 +49,9 @@ def create_app(index_dir: str | Path, **settings: Any) -> FastAPI:
     config = ServerSettings(index=Path(index_dir), **settings)
     index = Index.open(config.index, weights=config.weights, engine=config.engine)
     index.embedder  # noqa: B018 - loads the backbone now instead of during the first request
+    if config.allow_uploads:
+        index.claim_uploads_folder(config.uploads_dir or index.uploads_folder)
+        reconcile_uploads(index)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,6 +68,14 @@ def create_app(index_dir: str | Path, **settings: Any) -> FastAPI:
     app.state.index = index
     app.state.thumbnails = ThumbnailCache(config.thumbnail_folder, config.thumbnail_size)
     app.add_middleware(BodySizeLimit, limit=config.max_upload_bytes)
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(SecurityHeaders)
     install_error_handlers(app)
     app.include_router(api_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -59,3 +85,30 @@ def create_app(index_dir: str | Path, **settings: Any) -> FastAPI:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     return app
+
+
+class SecurityHeaders:
+    """ASGI middleware: a Content-Security-Policy (with frame-ancestors), nosniff and no referrer on every
+    response, errors included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        policy = DOCS_POLICY if scope["path"].startswith(_DOCS_PATHS) else PAGE_POLICY
+        added = [
+            (b"content-security-policy", policy.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *added]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
