@@ -251,6 +251,7 @@ def info_command(
         ("labels", shown + more),
         ("vectors", describe_store(info["store"])),
         ("root", str(info["root"])),
+        ("uploads", f"{info['uploads']['count']} in {info['uploads']['folder']}"),
         ("size on disk", f"{info['size_bytes'] / 2**20:.1f} MiB"),
         ("created", f"{info['created']} (imagerank {info['imagerank_version']})"),
     ):

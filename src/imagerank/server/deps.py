@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 from typing import Annotated
+from urllib.parse import unquote
 
 from fastapi import Depends, HTTPException, Request
 
@@ -57,7 +58,7 @@ def _check_key(request: Request, key: str | None, cookie_allowed: bool) -> None:
         return
     scheme, _, sent = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not sent:
-        sent = request.cookies.get(KEY_COOKIE, "") if cookie_allowed else ""
+        sent = unquote(request.cookies.get(KEY_COOKIE, "")) if cookie_allowed else ""
     if not sent:
         raise HTTPException(
             401,
