@@ -7,15 +7,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagerank import __version__
 from imagerank.index import Index
 from imagerank.server.api.main import api_router
+from imagerank.server.deps import require_write_access
 from imagerank.server.errors import install_error_handlers
 from imagerank.server.settings import ServerSettings
 from imagerank.server.thumbnails import ThumbnailCache
@@ -75,6 +76,7 @@ def create_app(index_dir: str | Path, **settings: Any) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(WritesGate)
     app.add_middleware(SecurityHeaders)
     install_error_handlers(app)
     app.include_router(api_router)
@@ -112,3 +114,28 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class WritesGate:
+    """ASGI middleware: refuse a write (a POST to /api/images) that lacks the right key before its body is
+    read. The route's own dependency says the same, but FastAPI parses a multipart body (up to the upload
+    limit, spooled to disk) before it runs dependencies."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].rstrip("/") == "/api/images"
+        ):
+            try:
+                require_write_access(Request(scope))
+            except HTTPException as refused:
+                response = JSONResponse(
+                    {"detail": refused.detail}, status_code=refused.status_code, headers=refused.headers
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
