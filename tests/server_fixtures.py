@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,16 +60,33 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(index_dir: Path, images: Path, log: Path) -> Iterator[Served]:
+def running_server(
+    index_dir: Path,
+    images: Path,
+    log: Path,
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+) -> Iterator[Served]:
     """`python -m imagerank.server` (what `imagerank serve` runs) on a free loopback port, until exit.
 
-    The server inherits $IMAGERANK_CACHE, which conftest.py points at a per-session folder, so it reuses
-    the ONNX export the test process already made.
+    `args` are more `serve` options (e.g. --allow-uploads), `env` more environment variables. The server
+    inherits $IMAGERANK_CACHE, which conftest.py points at a per-session folder, so it reuses the ONNX
+    export the test process already made.
     """
-    port = free_port()
-    command = [sys.executable, "-m", "imagerank.server", "--index", str(index_dir), "--port", str(port)]
-    env = {**os.environ, "IMAGERANK_HOST": "127.0.0.1"}
-    with log.open("wb") as log_file:
+    port = port or free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "imagerank.server",
+        "--index",
+        str(index_dir),
+        "--port",
+        str(port),
+        *args,
+    ]
+    env = {**os.environ, "IMAGERANK_HOST": "127.0.0.1", **(env or {})}
+    with log.open("ab") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
     served = Served(f"http://127.0.0.1:{port}", index_dir, images, process, log)
     try:
@@ -101,10 +118,14 @@ def _wait_until_healthy(served: Served) -> None:
 
 @contextmanager
 def sample_server(
-    tmp_path_factory: pytest.TempPathFactory, name: str, embedder: Embedder
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    embedder: Embedder,
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
 ) -> Iterator[Served]:
     """A server over a fresh index of the sample, in a new temporary folder named after `name`."""
     directory = tmp_path_factory.mktemp(name)
     index_dir, images = build_sample_index(directory, embedder)
-    with running_server(index_dir, images, directory / "server.log") as served:
+    with running_server(index_dir, images, directory / "server.log", args, env) as served:
         yield served

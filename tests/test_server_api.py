@@ -20,7 +20,7 @@ MB = 2**20
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, mobilenet: Embedder) -> Iterator[Served]:
-    with sample_server(tmp_path_factory, "api", mobilenet) as running:
+    with sample_server(tmp_path_factory, "api", mobilenet, ["--allow-uploads"]) as running:
         yield running
 
 
@@ -202,7 +202,7 @@ def test_invalid_requests_get_a_json_message(
     assert detail in response.json()["detail"]
 
 
-def test_added_images_are_stored_under_their_label_and_searchable(
+def test_added_images_are_stored_in_the_uploads_folder_under_their_label_and_searchable(
     client: httpx.Client, served: Served
 ) -> None:
     count = client.get("/api/health").json()["count"]
@@ -217,8 +217,10 @@ def test_added_images_are_stored_under_their_label_and_searchable(
     body = response.json()
     assert body["count"] == count + 1
     (added,) = body["added"]
-    assert added["label"] == "pizza" and added["path"].startswith("pizza/upload-")
-    assert (served.images / added["path"]).read_bytes() == new_image
+    assert added["label"] == "pizza" and added["path"].startswith("uploads://pizza/evil_name-")
+    saved = served.index_dir / "uploads" / added["path"].removeprefix("uploads://")
+    assert saved.read_bytes() == new_image
+    assert not list(served.images.rglob("*evil*"))  # the photo folder is left alone
     best = upload(client, new_image, name="again.png", k=1).json()["results"][0]
     assert best["id"] == added["id"] and best["score"] == pytest.approx(1.0, abs=1e-4)
 
@@ -242,12 +244,13 @@ def test_adding_bad_input_changes_nothing(
     client: httpx.Client, served: Served, files: list, label: str | None, status: int
 ) -> None:
     count = client.get("/api/health").json()["count"]
-    files_before = sorted(served.images.rglob("*"))
+    files_before = sorted(served.images.rglob("*")), sorted((served.index_dir / "uploads").rglob("*.*"))
     response = client.post("/api/images", files=files, data={"label": label} if label else {})
     assert response.status_code == status
     assert isinstance(response.json()["detail"], str)
     assert client.get("/api/health").json()["count"] == count
-    assert sorted(served.images.rglob("*")) == files_before
+    files_after = sorted(served.images.rglob("*")), sorted((served.index_dir / "uploads").rglob("*.*"))
+    assert files_after == files_before
     assert not (served.images.parent / "outside").exists()
 
 

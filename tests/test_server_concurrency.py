@@ -30,7 +30,7 @@ K = 10
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, mobilenet: Embedder) -> Iterator[Served]:
-    with sample_server(tmp_path_factory, "concurrency", mobilenet) as running:
+    with sample_server(tmp_path_factory, "concurrency", mobilenet, ["--allow-uploads"]) as running:
         yield running
 
 
@@ -51,7 +51,7 @@ def check_consistent(body: dict, k: int) -> list[dict]:
     assert len({result["id"] for result in results}) == len(results)
     assert len(results) <= k
     for result in results:
-        assert result["label"] == result["path"].split("/")[0]
+        assert result["label"] == result["path"].removeprefix("uploads://").split("/")[0]
     return results
 
 

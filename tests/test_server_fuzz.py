@@ -36,7 +36,7 @@ CHECKS = [not_a_server_error, response_schema_conformance, content_type_conforma
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, mobilenet: Embedder) -> Iterator[Served]:
-    with sample_server(tmp_path_factory, "fuzz", mobilenet) as running:
+    with sample_server(tmp_path_factory, "fuzz", mobilenet, ["--allow-uploads"]) as running:
         yield running
 
 

@@ -312,6 +312,7 @@ def info_command(
         ("vectors", describe_store(info["store"])),
         ("ranking", describe_ranking(info["ranking"])),
         ("root", str(info["root"])),
+        ("uploads", f"{info['uploads']['count']} in {info['uploads']['folder']}"),
         ("size on disk", f"{info['size_bytes'] / 2**20:.1f} MiB"),
         ("created", f"{info['created']} (imagerank {info['imagerank_version']})"),
     ):

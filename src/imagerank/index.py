@@ -47,6 +47,9 @@ FORMAT_VERSION = 1
 UNLABELLED_FOLDERS = frozenset({"unlabelled", "unlabeled"})
 """Images in a folder of one of these names (or directly in the indexed folder) have no label."""
 _EXIF_ORIENTATION = 0x0112
+# Record paths of images uploaded over HTTP begin with this; the rest is relative to the uploads folder. A
+# scanned file's relative path never holds "//", so an upload can never be taken for a file of the folder.
+UPLOADS_PREFIX = "uploads://"
 
 
 @dataclass
@@ -281,7 +284,11 @@ class Index:
             else:
                 changed.append(path)
         self._embed_and_store(changed, root, batch_size, show_progress_bar, report)
-        gone = [record for path, record in known.items() if path not in present]
+        gone = [
+            record
+            for path, record in known.items()
+            if path not in present and not path.startswith(UPLOADS_PREFIX)  # uploads live elsewhere
+        ]
         self.store.delete([record.id for record in gone if record.id is not None])
         report.removed = [record.path for record in gone]
         self.store.flush()
@@ -319,6 +326,51 @@ class Index:
         """Make ``method`` (a registered name or composition) this index's default ranking method."""
         self.manifest["method"] = checked_method(method)
         write_json_atomically(self.directory / "manifest.json", self.manifest)
+
+    @property
+    def uploads_folder(self) -> Path:
+        """Where uploaded images are kept: the folder the manifest names, else <index>/uploads."""
+        folder = self.manifest.get("uploads")
+        return Path(folder) if folder else self.directory / "uploads"
+
+    def claim_uploads_folder(self, folder: str | Path) -> Path:
+        """Make `folder` this index's uploads folder (recorded in the manifest) and return it resolved.
+
+        Raises:
+            ImageRankError: the folder is inside the indexed folder (a sync would index its files a second
+                time), or the index already keeps uploads elsewhere.
+        """
+        folder = Path(folder).resolve()
+        if self.root is not None and folder.is_relative_to(self.root):
+            raise ImageRankError(
+                f"the uploads folder {folder} is inside the indexed folder {self.root}; choose one outside it"
+            )
+        current = self.uploads_folder.resolve()
+        if folder != current and self.upload_count():
+            raise ImageRankError(
+                f"the index at {self.directory} keeps its uploads in {current}, not {folder}; "
+                f"use that folder (or another --index directory)"
+            )
+        if folder != current or "uploads" not in self.manifest:
+            self.manifest["uploads"] = str(folder)
+            write_json_atomically(self.directory / "manifest.json", self.manifest)
+        return folder
+
+    def add_uploads(self, paths: Sequence[Path], batch_size: int = 32) -> IndexReport:
+        """Embed and store files of the uploads folder (the label is the folder directly under it), then
+        fit stale ranking methods again (a new label makes them stale)."""
+        folder = self.uploads_folder.resolve()
+        report = IndexReport()
+        self._embed_and_store(
+            [Path(path).resolve() for path in paths], folder, batch_size, False, report, prefix=UPLOADS_PREFIX
+        )
+        self.store.flush()
+        report.fitted = self.refit_stale()
+        return report
+
+    def upload_count(self) -> int:
+        """How many of the indexed images were uploaded (rather than found in the indexed folder)."""
+        return sum(record.path.startswith(UPLOADS_PREFIX) for record in self.store.all_records())
 
     def search(
         self,
@@ -405,6 +457,8 @@ class Index:
 
     def path_of(self, record: ImageRecord) -> Path:
         """The absolute path of an indexed image."""
+        if record.path.startswith(UPLOADS_PREFIX):
+            return self.uploads_folder / record.path.removeprefix(UPLOADS_PREFIX)
         if self.root is None:
             raise ImageRankError("this index has no root folder yet")
         return self.root / record.path
@@ -420,6 +474,7 @@ class Index:
             "root": self.manifest.get("root"),
             "count": len(self),
             "labels": {str(label): count for label, count in self.store.labels().items()},
+            "uploads": {"folder": str(self.uploads_folder), "count": self.upload_count()},
             "size_bytes": size,
             "store": self.store.describe(),
             "ranking": self.ranking_info(),
@@ -479,7 +534,13 @@ class Index:
         return root
 
     def _embed_and_store(
-        self, files: list[Path], root: Path, batch_size: int, show_progress_bar: bool, report: IndexReport
+        self,
+        files: list[Path],
+        root: Path,
+        batch_size: int,
+        show_progress_bar: bool,
+        report: IndexReport,
+        prefix: str = "",
     ) -> None:
         if not files:
             return
@@ -488,7 +549,7 @@ class Index:
             records, keep = [], []
             for position, path in enumerate(batch.paths):
                 try:
-                    records.append(_record_for(path, root))
+                    records.append(_record_for(path, root, prefix))
                     keep.append(position)
                 except OSError as error:
                     report.skipped.append(BadImageError(path, f"cannot read: {error.strerror or error}"))
@@ -528,14 +589,15 @@ def _same_stat(record: ImageRecord, path: Path) -> bool:
     return stat.st_size == record.size and stat.st_mtime_ns == record.mtime_ns
 
 
-def _record_for(path: Path, root: Path) -> ImageRecord:
-    """Metadata of an image file: relative path, label (parent folder), digest, size, mtime, oriented size."""
+def _record_for(path: Path, root: Path, prefix: str = "") -> ImageRecord:
+    """Metadata of an image file: relative path (after `prefix`), label (parent folder), digest, size, mtime,
+    oriented size."""
     stat = path.stat()
     relative = _relative(path, root)
     parent = Path(relative).parent
     width, height = _oriented_size(path)
     return ImageRecord(
-        path=relative,
+        path=prefix + relative,
         label=parent.name if parent != Path(".") and parent.name not in UNLABELLED_FOLDERS else None,
         digest=file_digest(path),
         size=stat.st_size,

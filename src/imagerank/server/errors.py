@@ -52,10 +52,6 @@ class InvalidRequestError(ImageRankError):
     """A request parameter is out of bounds in a way the schema cannot say."""
 
 
-class NoRootFolderError(ImageRankError):
-    """Images cannot be added to an index that was never given a folder."""
-
-
 def status_for(error: ImageRankError) -> int:
     """The HTTP status for a library or server error."""
     if isinstance(error, BadImageError):
@@ -65,7 +61,6 @@ def status_for(error: ImageRankError) -> int:
         ImageFileMissingError: 404,
         UploadTooLargeError: 413,
         UnsupportedUploadError: 415,
-        NoRootFolderError: 409,
         InvalidRequestError: 422,
         IndexNotFoundError: 503,
     }

@@ -128,6 +128,7 @@ class Stats(BaseModel):
     dim: int
     count: int
     labels: list[LabelCount]
+    uploads: int = Field(0, description="How many of the images were uploaded through the API.")
     max_upload_bytes: int
     version: str
 

@@ -1,7 +1,9 @@
-"""Uploaded images: size limits, decoding, and saving new images into the indexed folder.
+"""Uploaded images: size limits, decoding, and saving new images into the index's uploads folder.
 
-The client's file name never reaches the filesystem: a saved upload is named after its content digest and
-its decoded format, inside the indexed root (or one label folder directly under it).
+A saved upload is named `<safe form of the client's name>-<content digest>.<decoded format>`, in the uploads
+folder or one label folder directly under it; the client's name itself never reaches the filesystem. A file
+is written under `.incoming/` and renamed into place, so a killed server leaves no partial file in view, and
+`reconcile_uploads` (run at start-up) removes what a killed server left half done.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
+import logging
 import re
-import threading
-from pathlib import Path
+import shutil
+import unicodedata
+import uuid
+from pathlib import Path, PureWindowsPath
 
 from PIL import Image
 from starlette.datastructures import UploadFile
@@ -20,12 +24,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagerank.decoding import IMAGE_EXTENSIONS, open_image
 from imagerank.errors import BadImageError
+from imagerank.index import UPLOADS_PREFIX, Index
 from imagerank.server.errors import InvalidRequestError, UnsupportedUploadError, UploadTooLargeError
 
 # Pillow format name -> the file extension a saved upload gets (all in IMAGE_EXTENSIONS, so `imagerank index`
 # keeps them on the next sync).
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tiff"}
 _LABEL = re.compile(r"^\w[\w .-]{0,63}$")
+_UNSAFE = re.compile(r"[^\w.-]+")
+_SAVED_NAME = re.compile(r"-[0-9a-f]{16}\.[a-z]+$")  # how every saved upload's name ends
+_MAX_STEM_BYTES = 120
+INCOMING = ".incoming"
+logger = logging.getLogger(__name__)
 
 
 async def read_upload(upload: UploadFile, limit: int) -> bytes:
@@ -44,22 +54,68 @@ def decode_upload(data: bytes, filename: str | None) -> Image.Image:
         raise BadImageError(_display_name(filename), error.reason) from error
 
 
-def saved_upload(data: bytes, root: Path, label: str | None) -> Path:
-    """Write an already decoded upload into `root` (under `label`) and return its path.
+def saved_upload(data: bytes, folder: Path, label: str | None, filename: str | None) -> Path:
+    """Write an already decoded upload into the uploads `folder` (under `label`) and return its path.
 
-    Same content, same name: uploading an image twice stores it once.
+    Same name and content, same file: uploading an image twice stores it once.
     """
-    folder = root / checked_label(label) if label else root
+    target_folder = folder / checked_label(label) if label else folder
     with Image.open(io.BytesIO(data)) as image:
         extension = _EXTENSIONS.get(image.format or "")
     if extension is None or extension not in IMAGE_EXTENSIONS:
         raise UnsupportedUploadError(f"cannot store this image format; use one of {', '.join(_EXTENSIONS)}")
-    target = folder / f"upload-{hashlib.blake2b(data, digest_size=8).hexdigest()}{extension}"
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f".{target.name}.{os.getpid()}.{threading.get_ident()}.partial"
+    digest = hashlib.blake2b(data, digest_size=8).hexdigest()
+    target = target_folder / f"{safe_stem(filename)}-{digest}{extension}"
+    incoming = folder / INCOMING
+    incoming.mkdir(parents=True, exist_ok=True)
+    target_folder.mkdir(parents=True, exist_ok=True)
+    partial = incoming / f"{uuid.uuid4().hex}.partial"
     partial.write_bytes(data)
     partial.replace(target)
     return target
+
+
+def safe_stem(filename: str | None) -> str:
+    """The client's file name without folders or extension, as a name safe on any filesystem: letters,
+    digits, '_', '.' and '-' (anything else becomes '_'), not hidden, at most 120 bytes; else "upload"."""
+    stem = PureWindowsPath(filename or "").stem  # drops folders given with either separator
+    stem = _UNSAFE.sub("_", unicodedata.normalize("NFKC", stem)).strip("._-")
+    while len(stem.encode()) > _MAX_STEM_BYTES:
+        stem = stem[:-1]
+    return stem or "upload"
+
+
+def reconcile_uploads(index: Index) -> tuple[int, int]:
+    """Undo what a server killed in the middle of an upload left: partial files, saved files that were
+    never indexed (their client got no answer, so the upload is absent), and records whose file is gone.
+
+    Only files named as this module names uploads are ever deleted. Returns (files removed, records
+    dropped). Run it before serving, with no other server uploading into the same folder.
+    """
+    folder = index.uploads_folder
+    shutil.rmtree(folder / INCOMING, ignore_errors=True)
+    if not folder.is_dir():
+        return 0, 0
+    indexed = {
+        record.path.removeprefix(UPLOADS_PREFIX): record
+        for record in index.store.all_records()
+        if record.path.startswith(UPLOADS_PREFIX)
+    }
+    orphans = [
+        path
+        for path in [*folder.glob("*"), *folder.glob("*/*")]
+        if path.is_file()
+        and _SAVED_NAME.search(path.name)
+        and path.relative_to(folder).as_posix() not in indexed
+    ]
+    for path in orphans:
+        path.unlink(missing_ok=True)
+    gone = [record.id for name, record in indexed.items() if not (folder / name).is_file() and record.id]
+    index.store.delete(gone)
+    if orphans or gone:
+        index.store.flush()
+        logger.warning("uploads: removed %d unindexed file(s), dropped %d record(s)", len(orphans), len(gone))
+    return len(orphans), len(gone)
 
 
 def checked_label(label: str) -> str:

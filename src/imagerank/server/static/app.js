@@ -3,6 +3,33 @@
 
 const $ = (selector) => document.querySelector(selector);
 
+// API key: asked for only when the server answers 401 (a server started with --protect-reads), kept for
+// this tab. Every fetch sends it as a Bearer header; <img> requests cannot, so a same-site cookie carries it
+// for them (the server accepts that cookie for reads only, never for writes).
+const apiKey = {
+  get: () => sessionStorage.getItem("imagerank-key") || "",
+  set(key) {
+    sessionStorage.setItem("imagerank-key", key);
+    const secure = location.protocol === "https:" ? "; Secure" : "";
+    document.cookie = `imagerank_key=${encodeURIComponent(key)}; path=/; SameSite=Strict${secure}`;
+  },
+};
+const plainFetch = window.fetch.bind(window);
+window.fetch = async (resource, options = {}) => {
+  for (let attempt = 0; ; attempt++) {
+    const headers = new Headers(options.headers || {});
+    if (apiKey.get()) headers.set("Authorization", `Bearer ${apiKey.get()}`);
+    const response = await plainFetch(resource, { ...options, headers });
+    const refused = response.status === 401 || (response.status === 403 && apiKey.get());
+    if (!refused || attempt >= 2) return response;
+    const asked = window.prompt(
+      response.status === 401 ? "This server needs an API key:" : "That API key was refused. API key:",
+    );
+    if (!asked) return response;
+    apiKey.set(asked.trim());
+  }
+};
+
 const state = {
   query: null, // {kind: "upload", file, name} or {kind: "id", id, path}
   relevant: new Set(),
@@ -103,6 +130,7 @@ function card(result) {
   image.height = 256;
   item.querySelector(".card-label").textContent = result.label ?? "(no label)";
   item.querySelector(".card-label").title = result.path;
+  if (result.path.startsWith("uploads://")) item.querySelector(".card-label").textContent += " · uploaded";
   item.querySelector(".card-score").textContent = result.score.toFixed(3);
   item.querySelector(".card-score").title = `score, rank ${result.rank}`;
   item.querySelector(".feedback").setAttribute("aria-label", `Feedback on ${result.path}`);
@@ -182,7 +210,8 @@ async function loadStats() {
   try {
     const response = await fetch("/api/stats");
     const stats = await response.json();
-    $("#stats").textContent = `${stats.count.toLocaleString()} images indexed with ${stats.model}.`;
+    const uploads = stats.uploads ? ` (${stats.uploads.toLocaleString()} uploaded)` : "";
+    $("#stats").textContent = `${stats.count.toLocaleString()} images${uploads} indexed with ${stats.model}.`;
     const select = $("#label-filter");
     for (const { label, count } of stats.labels) {
       if (label === null) continue;

@@ -4,7 +4,7 @@ from fastapi import APIRouter
 
 from imagerank import __version__
 from imagerank.fitted import describe_methods
-from imagerank.server.deps import IndexDep, SettingsDep
+from imagerank.server.deps import IndexDep, ReadAccess, SettingsDep
 from imagerank.server.schemas import Health, LabelCount, MethodFit, Methods, Stats
 
 router = APIRouter(tags=["meta"])
@@ -19,7 +19,7 @@ def health(index: IndexDep) -> Health:
 SUGGESTED_METHODS = ("cosine", "probe+qe", "kreciprocal", "dba+kreciprocal", "lda", "probe")
 
 
-@router.get("/methods")
+@router.get("/methods", dependencies=[ReadAccess])
 def methods(index: IndexDep) -> Methods:
     """The ranking methods a search may ask for, the index's default, and what each saved fit learned from."""
     ranking = index.ranking_info()
@@ -35,15 +35,16 @@ def methods(index: IndexDep) -> Methods:
     )
 
 
-@router.get("/stats")
+@router.get("/stats", dependencies=[ReadAccess])
 def stats(index: IndexDep, settings: SettingsDep) -> Stats:
-    """The backbone, the number of images, and the images per label."""
+    """The backbone, the number of images (and of uploads among them), and the images per label."""
     labels = [LabelCount(label=label, count=count) for label, count in index.store.labels().items()]
     return Stats(
         model=index.model,
         dim=index.store.dim,
         count=len(index),
         labels=labels,
+        uploads=index.upload_count(),
         max_upload_bytes=settings.max_upload_bytes,
         version=__version__,
     )
