@@ -203,6 +203,28 @@ def test_hybrid_is_dba_kreciprocal_with_its_gate_shut_and_the_probe_with_it_open
     np.testing.assert_array_equal(opened.rank(queries, candidates)[1], top_k(same_label)[1])
 
 
+def test_hybrid_with_a_fallback_depth_ranks_each_query_alone_within_its_shortlist():
+    vectors, labels = clustered(seed=13)
+    split = SYNTHETIC.split(labels)
+    train, queries, candidates = vectors[split.train], vectors[split.queries], vectors[split.candidates]
+    batch = HybridRanker().fit(train, labels[split.train])
+    deep = HybridRanker(fallback_depth=len(candidates)).fit(train, labels[split.train])
+    # one query with every candidate in its shortlist: the same scores as the batch computation
+    np.testing.assert_allclose(deep.score(queries[:1], candidates), batch.score(queries[:1], candidates))
+    # each query's ranking is independent of the other queries in its batch
+    together = deep.score(queries[:4], candidates)
+    alone = np.concatenate([deep.score(queries[i : i + 1], candidates) for i in range(4)])
+    np.testing.assert_allclose(together, alone)
+    # with the gate shut, the shortlist is ranked first, in dba+kreciprocal's order over it alone
+    shut = HybridRanker(novelty_threshold=2.0, novelty_slope=1e3, fallback_depth=30)
+    _, ids = shut.fit(train, labels[split.train]).rank(queries[:1], candidates)
+    shortlist = top_k(queries[:1] @ candidates.T, 30)[1][0]
+    _, expected = (
+        get_method("dba+kreciprocal").fit(train, labels[split.train]).rank(queries[:1], candidates[shortlist])
+    )
+    np.testing.assert_array_equal(ids[0, :29], shortlist[expected[0, :29]])
+
+
 def test_hybrid_gate_follows_the_probe_s_confidence_in_the_query_s_neighbourhood():
     vectors, labels = clustered(n_labels=16, seed=12, noise=0.5)
     unseen = np.unique(labels)[::2]

@@ -18,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from imagerank.ranking._base import (
     Ranker,
     check_fitted,
+    nearest_ids,
     normalized,
     posterior_similarity,
     sharpened_posteriors,
@@ -62,6 +63,10 @@ class HybridRanker(Ranker):
         novelty_slope: how sharply the gate opens around the threshold.
         gate_neighbours: nearest candidates whose confidence the gate averages.
         query_weight: weight of the query's own confidence in the gate (the rest is its neighbours').
+        fallback_depth: ``None`` re-ranks all queries and candidates together, as ``dba+kreciprocal``
+            does; a number re-ranks each query alone with that many of its nearest candidates (by
+            cosine), which makes a query's ranking independent of the others in its batch and bounds
+            the cost per query (for a search service; see the class notes for what it costs in P@10).
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class HybridRanker(Ranker):
         novelty_slope: float = 20.0,
         gate_neighbours: int = 10,
         query_weight: float = 0.15,
+        fallback_depth: int | None = None,
     ) -> None:
         self.n_components = n_components
         self.C = C
@@ -81,6 +87,7 @@ class HybridRanker(Ranker):
         self.novelty_slope = novelty_slope
         self.gate_neighbours = gate_neighbours
         self.query_weight = query_weight
+        self.fallback_depth = fallback_depth
 
     def fit(
         self,
@@ -96,6 +103,9 @@ class HybridRanker(Ranker):
         # tol=1e-3: a few L-BFGS steps; with C=0.1 more steps change no ranking measurably
         self.classifier_ = LogisticRegression(C=self.C, class_weight="balanced", tol=1e-3, max_iter=500)
         self.classifier_.fit(self._half_whitened(train_vectors), np.asarray(train_labels))
+        scaled_basis = self.basis_ / self.axis_scale_
+        self.weights_ = (scaled_basis @ self.classifier_.coef_.T).astype(np.float32)
+        self.bias_ = self.classifier_.intercept_ - (self.mean_ @ scaled_basis) @ self.classifier_.coef_.T
         return self
 
     def _half_whitened(self, vectors: np.ndarray) -> np.ndarray:
@@ -103,9 +113,10 @@ class HybridRanker(Ranker):
 
     def logits(self, vectors: np.ndarray) -> np.ndarray:
         """Return the probe's class logits, one row per vector, columns in ``classifier_.classes_``."""
-        check_fitted(self, "classifier_")
-        logits = self.classifier_.decision_function(self._half_whitened(vectors))
-        if logits.ndim == 1:  # two classes: scikit-learn gives the logit of the second only
+        check_fitted(self, "weights_")
+        # the projection, the axis scales and the probe folded into one matrix: one product per vector
+        logits = normalized(vectors) @ self.weights_ + self.bias_
+        if logits.shape[1] == 1:  # two classes: scikit-learn gives the logit of the second only
             logits = np.column_stack([np.zeros_like(logits), logits])
         return logits
 
@@ -124,17 +135,36 @@ class HybridRanker(Ranker):
 
     def score(self, query_vectors: np.ndarray, candidate_vectors: np.ndarray) -> np.ndarray:
         """Return ``gate * learned + (1 - gate) * fallback``, both scaled to [0, 1] per query."""
-        query_logits, candidate_logits = self.logits(query_vectors), self.logits(candidate_vectors)
+        queries, candidates = normalized(query_vectors), normalized(candidate_vectors)
+        query_logits, candidate_logits = self.logits(queries), self.logits(candidates)
         learned = posterior_similarity(
             sharpened_posteriors(query_logits, self.sharpness),
             sharpened_posteriors(candidate_logits, self.sharpness),
         )
-        queries, candidates = normalized(query_vectors), normalized(candidate_vectors)
-        everything = np.concatenate([queries, candidates])
-        gram = everything @ everything.T
-        fallback = kreciprocal_scores(augmented_scores(gram, gram), len(queries))
-        gate = self.gate(query_logits, candidate_logits, gram[: len(queries), len(queries) :])
-        return gate * scaled_per_row(learned) + (1 - gate) * scaled_per_row(fallback)
+        plain = queries @ candidates.T
+        if self.fallback_depth is None:
+            everything = np.concatenate([queries, candidates])
+            gram = everything @ everything.T
+            fallback = scaled_per_row(kreciprocal_scores(augmented_scores(gram, gram), len(queries)))
+        else:
+            fallback = self._shortlisted_fallback(queries, candidates, plain)
+        gate = self.gate(query_logits, candidate_logits, plain)
+        return gate * scaled_per_row(learned) + (1 - gate) * fallback
+
+    def _shortlisted_fallback(
+        self, queries: np.ndarray, candidates: np.ndarray, plain: np.ndarray
+    ) -> np.ndarray:
+        """Return each query's fallback over itself and its ``fallback_depth`` nearest candidates alone,
+        scaled to [0, 1]; candidates outside the shortlist get 0."""
+        fallback = np.zeros(plain.shape)
+        if plain.shape[1] == 0:
+            return fallback
+        for row, query in enumerate(queries):
+            shortlist = nearest_ids(plain[row : row + 1], self.fallback_depth)[0]
+            local = np.concatenate([query[None], candidates[shortlist]])
+            gram = local @ local.T
+            fallback[row, shortlist] = scaled_per_row(kreciprocal_scores(augmented_scores(gram, gram), 1))[0]
+        return fallback
 
 
 def confidence_above_chance(logits: np.ndarray) -> np.ndarray:
