@@ -143,7 +143,7 @@ def main() -> None:
     )
     parser.add_argument("--speed", action="store_true", help="also time the default method's fit and score")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)
     halves = [int(seed) for seed in args.halves.split(",")]
     methods = {name: (name, {}) for name in args.methods.split(",")}
     if args.depth is not None:

@@ -52,8 +52,15 @@ class HybridRanker(Ranker):
     0.659 / 0.755. The default, 0.3 (slope 20, 10 neighbours, query weight 0.15), is the lowest
     threshold that keeps the unseen halves at ``dba+kreciprocal``'s level on both embeddings; joined it
     gives 0.921 / 0.879 (``dba+kreciprocal`` 0.829 / 0.881, ``probe+qe`` 0.905 / 0.839).
-    ``benchmarks/ranking_protocols.py`` prints these numbers and a mixed protocol (seen and unseen
-    categories in one collection).
+    ``benchmarks/ranking_protocols.py`` prints these numbers and a mixed protocol (the same training
+    labels, every category's queries and candidates in one collection), where it beats both sides:
+    MobileNetV2 0.804 / 0.818 / 0.804 on halves 100 / 101 / 102, against ``dba+kreciprocal`` 0.797 and
+    ``probe+qe`` 0.759 / 0.762 / 0.742.
+
+    With ``fallback_depth=300`` (each query re-ranked alone within its 300 nearest candidates) scoring
+    one query against 1,000 candidates takes 13 ms instead of 68 ms (MobileNetV2, 2 cores), and P@10 is
+    0.894 on the seed protocol and 0.848 / 0.874 / 0.846 on the unseen halves: the batch computation's
+    extra 0.01 there comes from the other queries, which join the re-ranking graph.
 
     Args:
         n_components: dimensions of the principal subspace the probe is trained in.
