@@ -225,6 +225,16 @@ def test_hybrid_with_a_fallback_depth_ranks_each_query_alone_within_its_shortlis
     np.testing.assert_array_equal(ids[0, :29], shortlist[expected[0, :29]])
 
 
+@pytest.mark.parametrize("fallback_depth", [None, 5])
+def test_hybrid_scores_empty_query_and_candidate_sets_and_two_labels(fallback_depth):
+    vectors, labels = clustered(n_labels=2, seed=14)
+    ranker = HybridRanker(fallback_depth=fallback_depth).fit(vectors[:40], labels[:40], vectors[40:])
+    assert ranker.score(vectors[40:43], vectors[:0]).shape == (3, 0)
+    assert ranker.score(vectors[:0], vectors[40:50]).shape == (0, 10)
+    _, ids = ranker.rank(vectors[40:42], vectors[42:60], k=3)
+    assert ids.shape == (2, 3)
+
+
 def test_hybrid_gate_follows_the_probe_s_confidence_in_the_query_s_neighbourhood():
     vectors, labels = clustered(n_labels=16, seed=12, noise=0.5)
     unseen = np.unique(labels)[::2]

@@ -129,8 +129,6 @@ class HybridRanker(Ranker):
 
     def gate(self, query_logits: np.ndarray, candidate_logits: np.ndarray, plain: np.ndarray) -> np.ndarray:
         """Return, per query, the weight of the learned score (near 1: its category is likely labelled)."""
-        if plain.shape[1] == 0:
-            return np.ones((len(query_logits), 1))
         n_neighbours = min(self.gate_neighbours, plain.shape[1])
         neighbours = np.argpartition(-plain, n_neighbours - 1, axis=1)[:, :n_neighbours]
         candidate_confidence = confidence_above_chance(candidate_logits)[neighbours].mean(axis=1)
@@ -144,6 +142,8 @@ class HybridRanker(Ranker):
         """Return ``gate * learned + (1 - gate) * fallback``, both scaled to [0, 1] per query."""
         queries, candidates = normalized(query_vectors), normalized(candidate_vectors)
         query_logits, candidate_logits = self.logits(queries), self.logits(candidates)
+        if len(candidates) == 0:
+            return np.zeros((len(queries), 0))
         learned = posterior_similarity(
             sharpened_posteriors(query_logits, self.sharpness),
             sharpened_posteriors(candidate_logits, self.sharpness),
@@ -164,8 +164,6 @@ class HybridRanker(Ranker):
         """Return each query's fallback over itself and its ``fallback_depth`` nearest candidates alone,
         scaled to [0, 1]; candidates outside the shortlist get 0."""
         fallback = np.zeros(plain.shape)
-        if plain.shape[1] == 0:
-            return fallback
         for row, query in enumerate(queries):
             shortlist = nearest_ids(plain[row : row + 1], self.fallback_depth)[0]
             local = np.concatenate([query[None], candidates[shortlist]])
