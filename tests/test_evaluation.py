@@ -186,7 +186,7 @@ def test_caltech_joined_backbones_reach_the_issue_target():
 
 
 @needs_caltech
-@pytest.mark.parametrize("method", ["lda", "probe", "probe+qe", "propagation", "qe", "kreciprocal"])
+@pytest.mark.parametrize("method", ["lda", "probe", "probe+qe", "propagation", "qe", "kreciprocal", "hybrid"])
 def test_caltech_categories_absent_from_training_rank_no_worse_than_cosine(caltech_features, method, request):
     if method == "propagation" and request.node.callspec.params["caltech_features"] == JOINED:
         request.applymarker(
