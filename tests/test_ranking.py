@@ -6,6 +6,7 @@ from imagerank.protocols import Protocol
 from imagerank.ranking import (
     CosineRanker,
     DatabaseAugmentation,
+    HybridRanker,
     KReciprocal,
     NotFittedError,
     ProbeRanker,
@@ -18,6 +19,7 @@ from imagerank.ranking import (
     rocchio_query,
     top_k,
 )
+from imagerank.ranking._base import sharpened_posteriors
 from imagerank.ranking.rerank import _min_overlap
 
 ALL_METHODS = [*list_methods(), "probe+qe", "lda+kreciprocal", "probe+dba+qe"]
@@ -131,7 +133,7 @@ def test_k_reciprocal_improves_on_cosine_for_clustered_data():
     assert mean_precision(reranked_ids, split, labels) > mean_precision(cosine_ids, split, labels)
 
 
-@pytest.mark.parametrize("method", ["lda", "probe", "propagation", "probe+qe"])
+@pytest.mark.parametrize("method", ["lda", "probe", "propagation", "probe+qe", "hybrid"])
 def test_learned_methods_beat_cosine_when_labels_say_which_dimensions_matter(method):
     vectors, labels = clustered(seed=7, noise=0.9)
     split, cosine_ids = fitted_rankings("cosine", vectors, labels, SYNTHETIC)
@@ -176,11 +178,73 @@ def test_rank_returns_faiss_shaped_results_best_first(method):
     assert all(np.unique(row).size == 7 for row in ids)
 
 
-@pytest.mark.parametrize("method", ["lda", "probe", "propagation", "probe+qe"])
+@pytest.mark.parametrize("method", ["lda", "probe", "propagation", "probe+qe", "hybrid"])
 def test_learned_methods_refuse_to_rank_before_fit(method):
     vectors, _ = clustered()
     with pytest.raises(NotFittedError):
         get_method(method).rank(vectors[:3], vectors[3:])
+
+
+def test_hybrid_is_dba_kreciprocal_with_its_gate_shut_and_the_probe_with_it_open():
+    vectors, labels = clustered(seed=11)
+    split = SYNTHETIC.split(labels)
+    train, queries, candidates = vectors[split.train], vectors[split.queries], vectors[split.candidates]
+    unlabelled = vectors[np.concatenate([split.candidates, split.queries])]
+
+    def ranked(ranker):
+        return ranker.fit(train, labels[split.train], unlabelled).rank(queries, candidates)[1]
+
+    shut = ranked(HybridRanker(novelty_threshold=2.0, novelty_slope=1e3))  # confidence never exceeds 1
+    np.testing.assert_array_equal(shut, ranked(get_method("dba+kreciprocal")))
+    opened = HybridRanker(novelty_threshold=-1.0, novelty_slope=1e3)
+    opened.fit(train, labels[split.train], unlabelled)
+    posteriors = [sharpened_posteriors(opened.logits(v), opened.sharpness) for v in (queries, candidates)]
+    same_label = posteriors[0] @ posteriors[1].T
+    np.testing.assert_array_equal(opened.rank(queries, candidates)[1], top_k(same_label)[1])
+
+
+def test_hybrid_with_a_fallback_depth_ranks_each_query_alone_within_its_shortlist():
+    vectors, labels = clustered(seed=13)
+    split = SYNTHETIC.split(labels)
+    train, queries, candidates = vectors[split.train], vectors[split.queries], vectors[split.candidates]
+    batch = HybridRanker().fit(train, labels[split.train])
+    deep = HybridRanker(fallback_depth=len(candidates)).fit(train, labels[split.train])
+    # one query with every candidate in its shortlist: the same scores as the batch computation
+    np.testing.assert_allclose(deep.score(queries[:1], candidates), batch.score(queries[:1], candidates))
+    # each query's ranking is independent of the other queries in its batch
+    together = deep.score(queries[:4], candidates)
+    alone = np.concatenate([deep.score(queries[i : i + 1], candidates) for i in range(4)])
+    np.testing.assert_allclose(together, alone)
+    # with the gate shut, the shortlist is ranked first, in dba+kreciprocal's order over it alone
+    shut = HybridRanker(novelty_threshold=2.0, novelty_slope=1e3, fallback_depth=30)
+    _, ids = shut.fit(train, labels[split.train]).rank(queries[:1], candidates)
+    shortlist = top_k(queries[:1] @ candidates.T, 30)[1][0]
+    _, expected = (
+        get_method("dba+kreciprocal").fit(train, labels[split.train]).rank(queries[:1], candidates[shortlist])
+    )
+    np.testing.assert_array_equal(ids[0, :29], shortlist[expected[0, :29]])
+
+
+@pytest.mark.parametrize("fallback_depth", [None, 5])
+def test_hybrid_scores_empty_query_and_candidate_sets_and_two_labels(fallback_depth):
+    vectors, labels = clustered(n_labels=2, seed=14)
+    ranker = HybridRanker(fallback_depth=fallback_depth).fit(vectors[:40], labels[:40], vectors[40:])
+    assert ranker.score(vectors[40:43], vectors[:0]).shape == (3, 0)
+    assert ranker.score(vectors[:0], vectors[40:50]).shape == (0, 10)
+    _, ids = ranker.rank(vectors[40:42], vectors[42:60], k=3)
+    assert ids.shape == (2, 3)
+
+
+def test_hybrid_gate_follows_the_probe_s_confidence_in_the_query_s_neighbourhood():
+    vectors, labels = clustered(n_labels=16, seed=12, noise=0.5)
+    unseen = np.unique(labels)[::2]
+    split = Protocol(name="half", unseen_labels=tuple(unseen.tolist())).split(labels)
+    unlabelled = vectors[np.concatenate([split.candidates, split.queries])]
+    ranker = HybridRanker().fit(vectors[split.train], labels[split.train], unlabelled)
+    queries, candidates = vectors[split.queries], vectors[split.candidates]
+    gate = ranker.gate(ranker.logits(queries), ranker.logits(candidates), queries @ candidates.T).ravel()
+    on_unseen = np.isin(labels[split.queries], unseen)
+    assert gate[~on_unseen].mean() > gate[on_unseen].mean() + 0.4
 
 
 def test_init_only_stores_parameters_and_fit_returns_self():

@@ -17,14 +17,17 @@ from imagerank.ranking._base import NotFittedError, Ranker, normalized, top_k
 from imagerank.ranking.baselines import CosineRanker, RandomRanker
 from imagerank.ranking.feedback import refine, rocchio_query
 from imagerank.ranking.graph import LabelSpreadingRanker
+from imagerank.ranking.hybrid import HybridRanker
 from imagerank.ranking.learned import LDARanker, ProbeRanker
 from imagerank.ranking.rerank import DatabaseAugmentation, KReciprocal, QueryExpansion, Reranker
 
 __all__ = [
+    "DEFAULT_METHOD",
     "METHODS",
     "RERANKERS",
     "CosineRanker",
     "DatabaseAugmentation",
+    "HybridRanker",
     "KReciprocal",
     "LDARanker",
     "LabelSpreadingRanker",
@@ -49,9 +52,15 @@ METHODS: dict[str, Callable[..., Ranker]] = {
     "probe": ProbeRanker,
     "probe-closed": partial(ProbeRanker, novelty_threshold=0.0),
     "propagation": LabelSpreadingRanker,
+    "hybrid": HybridRanker,
 }
 """Rankers by name. ``probe-closed`` trusts every query's predicted class (no novelty gate): the best
-choice when every query's category has training labels, a poor one otherwise."""
+choice when every query's category has training labels, a poor one otherwise.
+``hybrid`` is the default: near the probe where the labels cover the query's category and near
+``dba+kreciprocal`` where they do not (see :class:`HybridRanker`)."""
+
+DEFAULT_METHOD = "hybrid"
+"""The method searches use when none is named."""
 
 RERANKERS: dict[str, Callable[..., Reranker]] = {
     "qe": QueryExpansion,

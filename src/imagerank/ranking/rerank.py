@@ -79,11 +79,7 @@ class DatabaseAugmentation(Reranker):
         if scores.shape[1] == 0:
             return scores
         among_candidates = self._base_scores(candidate_vectors, candidate_vectors)
-        augmentation = knn_weights(among_candidates, self.n_neighbours, self.alpha)
-        # the length of each augmented candidate, sqrt(w^T S w), as when re-normalising its vector
-        squared_norms = np.asarray(augmentation.multiply(augmentation @ among_candidates).sum(axis=1))
-        augmented = np.asarray((augmentation @ scores.T).T)
-        return augmented / np.sqrt(np.maximum(squared_norms.ravel(), np.finfo(np.float64).tiny))
+        return augmented_scores(scores, among_candidates, self.n_neighbours, self.alpha)
 
 
 class KReciprocal(Reranker):
@@ -105,27 +101,48 @@ class KReciprocal(Reranker):
 
     def score(self, query_vectors: np.ndarray, candidate_vectors: np.ndarray) -> np.ndarray:
         """Return minus the mixed Jaccard / base distance of every query/candidate pair."""
-        n_queries = len(query_vectors)
         everything = np.concatenate([query_vectors, candidate_vectors])
         scores = self._base_scores(everything, everything)
-        if len(candidate_vectors) == 0:
-            return scores[:n_queries, n_queries:]
-        encodings = self._reciprocal_encodings(scores)
-        overlap = _min_overlap(encodings[:n_queries], encodings[n_queries:])
-        jaccard_distance = 1.0 - overlap / (2.0 - overlap)
-        base = scores[:n_queries, n_queries:]
-        return -((1 - self.original_weight) * jaccard_distance + self.original_weight * (1.0 - base))
+        return kreciprocal_scores(scores, len(query_vectors), self.k1, self.k2, self.original_weight)
 
-    def _reciprocal_encodings(self, scores: np.ndarray) -> sp.csr_matrix:
-        itself_first = scores + (np.abs(scores).max() + 1.0) * np.eye(len(scores))
-        nearest = knn_matrix(itself_first, self.k1 + 1)
-        reciprocal = nearest.multiply(nearest.T).tocsr()
-        rows, cols = reciprocal.nonzero()
-        weights = sp.csr_matrix((np.exp(scores[rows, cols]), (rows, cols)), shape=scores.shape)
-        encodings = _rows_averaged(weights)
-        if self.k2 > 1:
-            encodings = _rows_averaged(knn_matrix(itself_first, self.k2)) @ encodings
-        return sp.csr_matrix(encodings)
+
+def augmented_scores(
+    scores: np.ndarray, among_candidates: np.ndarray, n_neighbours: int = 5, alpha: float = 3.0
+) -> np.ndarray:
+    """Return :class:`DatabaseAugmentation`'s scores from the base's query and candidate score matrices."""
+    augmentation = knn_weights(among_candidates, n_neighbours, alpha)
+    # the length of each augmented candidate, sqrt(w^T S w), as when re-normalising its vector
+    squared_norms = np.asarray(augmentation.multiply(augmentation @ among_candidates).sum(axis=1))
+    augmented = np.asarray((augmentation @ scores.T).T)
+    return augmented / np.sqrt(np.maximum(squared_norms.ravel(), np.finfo(np.float64).tiny))
+
+
+def kreciprocal_scores(
+    scores: np.ndarray, n_queries: int, k1: int = 20, k2: int = 6, original_weight: float = 0.3
+) -> np.ndarray:
+    """Return :class:`KReciprocal`'s query/candidate scores from the base's scores among queries + candidates.
+
+    ``scores`` is square over the queries (first ``n_queries`` rows and columns) then the candidates.
+    """
+    base = scores[:n_queries, n_queries:]
+    if base.shape[1] == 0:
+        return base
+    encodings = _reciprocal_encodings(scores, k1, k2)
+    overlap = _min_overlap(encodings[:n_queries], encodings[n_queries:])
+    jaccard_distance = 1.0 - overlap / (2.0 - overlap)
+    return -((1 - original_weight) * jaccard_distance + original_weight * (1.0 - base))
+
+
+def _reciprocal_encodings(scores: np.ndarray, k1: int, k2: int) -> sp.csr_matrix:
+    itself_first = scores + (np.abs(scores).max() + 1.0) * np.eye(len(scores))
+    nearest = knn_matrix(itself_first, k1 + 1)
+    reciprocal = nearest.multiply(nearest.T).tocsr()
+    rows, cols = reciprocal.nonzero()
+    weights = sp.csr_matrix((np.exp(scores[rows, cols]), (rows, cols)), shape=scores.shape)
+    encodings = _rows_averaged(weights)
+    if k2 > 1:
+        encodings = _rows_averaged(knn_matrix(itself_first, k2)) @ encodings
+    return sp.csr_matrix(encodings)
 
 
 def _rows_averaged(matrix: sp.csr_matrix) -> sp.csr_matrix:
