@@ -1,7 +1,12 @@
 """The `imagerank` command line: one command per verb, a thin layer over the library.
 
-Exit codes: 0 success; 1 error (nothing was changed); 2 usage error; 3 indexing finished but some files were
-skipped (each one is reported on stderr with its reason).
+Exit codes: 0 success; 1 error (nothing was changed); 2 usage error; 3 indexing finished but some files
+were skipped (each one is reported on stderr with its reason). A file skipped once is remembered with its
+size and modification time and not decoded again until it changes; it still counts as skipped, so an index
+run exits with 3 for as long as the folder holds a bad file (the message says how many were known).
+
+Library modules are imported inside the commands: `imagerank --help` loads no library, and a search by id
+loads the index's store but no deep-learning framework.
 """
 
 from __future__ import annotations
@@ -9,30 +14,31 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from imagerank.ann import INDEX_TYPES
+from imagerank.cli_common import (
+    DEFAULT_MODEL,
+    EXIT_ERROR,
+    EXIT_SKIPPED,
+    EXIT_USAGE,
+    IMAGE_EXTENSIONS,
+    INDEX_TYPES,
+    err,
+    print_error,
+)
 from imagerank.cli_evaluate import evaluate_command
 from imagerank.cli_report import plot_app, report_command
 from imagerank.cli_serve import serve_command
-from imagerank.decoding import IMAGE_EXTENSIONS
 from imagerank.errors import ImageRankError
-from imagerank.index import Index, IndexReport
-from imagerank.models import (
-    DEFAULT_MODEL,
-    BackboneSpec,
-    get_backbone_entry,
-    list_backbones,
-    offline_weights_path,
-)
 
-EXIT_ERROR = 1
-EXIT_SKIPPED = 3
+if TYPE_CHECKING:
+    from imagerank.index import IndexReport
+    from imagerank.models import BackboneSpec
 
 app = typer.Typer(
     name="imagerank",
@@ -42,8 +48,6 @@ app = typer.Typer(
     add_completion=False,
 )
 out = Console()
-# Messages name files: never wrap them (stderr often goes to a log) nor read their brackets as markup.
-err = Console(stderr=True, soft_wrap=True)
 
 IndexOption = Annotated[
     Path, typer.Option("--index", "-i", envvar="IMAGERANK_INDEX", help="Index directory.", show_default=True)
@@ -68,7 +72,7 @@ DeviceOption = Annotated[
 
 
 def fail(error: Exception) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+    print_error(str(error))
     return typer.Exit(EXIT_ERROR)
 
 
@@ -113,10 +117,12 @@ def index_command(
     ] = None,
     extensions: Annotated[
         str, typer.Option("--extensions", help="Comma-separated file extensions to index.")
-    ] = ",".join(sorted(IMAGE_EXTENSIONS)),
+    ] = ",".join(IMAGE_EXTENSIONS),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Embed every image under FOLDER into the index; later runs embed only new or changed files."""
+    from imagerank.index import Index
+
     try:
         if address is not None and engine != "ray":
             raise ImageRankError("--address is for --engine ray")
@@ -184,9 +190,14 @@ def search_command(
     device: DeviceOption = "cpu",
 ) -> None:
     """Rank the indexed images by similarity in meaning to a query image."""
-    if (query is None) == (image_id is None):
-        err.print("error: give either a QUERY image file or --id, not both")
-        raise typer.Exit(2)
+    if query is None and image_id is None:
+        print_error("give a QUERY image file, or --id N to search with an indexed image")
+        raise typer.Exit(EXIT_USAGE)
+    if query is not None and image_id is not None:
+        print_error("give either a QUERY image file or --id, not both")
+        raise typer.Exit(EXIT_USAGE)
+    from imagerank.index import Index
+
     try:
         with Index.open(index, weights=weights, engine=engine, device=device) as opened:
             if image_id is not None:
@@ -205,6 +216,7 @@ def search_command(
                     zip(scores[0], opened.records(ids[0]), strict=False), start=1
                 )
             ]
+            about = query if image_id is None else f"id {image_id} ({opened.records([image_id])[0].path})"
     except KeyError as error:
         raise fail(ImageRankError(error.args[0])) from error
     except ImageRankError as error:
@@ -213,12 +225,20 @@ def search_command(
         source = {"id": image_id} if image_id is not None else {"file": str(query)}
         print(json.dumps({"query": source, "model": opened.model, "results": results}, indent=2))
         return
-    table = Table(title=escape(f"Top {len(results)} for {query or f'id {image_id}'}"))
-    for column, justify in (("rank", "right"), ("score", "right"), ("path", "left"), ("label", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    where = f" labelled {', '.join(label)}" if label else ""
+    table = Table(title=escape(f"Top {len(results)}{where} like {about}"))
+    for column, justify in (
+        ("rank", "right"),
+        ("id", "right"),
+        ("score", "right"),
+        ("path", "left"),
+        ("label", "left"),
+    ):
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for result in results:
         table.add_row(
             str(result["rank"]),
+            str(result["id"]),
             f"{result['score']:.4f}",
             escape(result["path"]),
             escape(result["label"] or ""),
@@ -232,6 +252,8 @@ def info_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Describe an index: model, number of images, labels, size on disk."""
+    from imagerank.index import Index
+
     try:
         with Index.open(index) as opened:
             info = opened.info()
@@ -261,6 +283,8 @@ def info_command(
 @app.command("models")
 def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List the backbones, their embedding size, and whether their weights are available offline."""
+    from imagerank.models import get_backbone_entry, list_backbones, offline_weights_path
+
     rows = []
     for name in list_backbones():
         entry = get_backbone_entry(name)
@@ -281,7 +305,7 @@ def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
         return
     table = Table(title="Backbones (any timm model also works as timm:<name>)")
     for column in ("name", "dim", "input", "offline", "weights"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a cut path is of no use: wrap it whole
     for row in rows:
         table.add_row(
             row["name"], str(row["dim"]), row["input"], "yes" if row["offline"] else "no", row["weights"]

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 
 from imagerank.errors import ImageRankError
@@ -33,9 +32,12 @@ def serve(
     Raises:
         ImageRankError: the index or the backbone's weights cannot be opened.
     """
-    from imagerank.server import create_app  # FastAPI is only imported by this command
+    import uvicorn  # the web stack is only imported by this command
+
+    from imagerank.server import create_app
 
     app = create_app(index, engine=engine, weights=weights, max_upload_bytes=int(max_upload_mb * 2**20))
+    _err.print(f"serving the index at {index.resolve()} on http://{host}:{port}", highlight=False)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 

@@ -17,16 +17,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from imagerank.decoding import open_image
 from imagerank.errors import BadImageError, ImageRankError
-from imagerank.models import DEFAULT_MODEL, BackboneSpec, load_backbone
+from imagerank.models import DEFAULT_MODEL, BackboneSpec, load_backbone, spec_with_local_weights
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -60,24 +63,34 @@ class TorchEngine:
     name = "torch"
 
     def __init__(self, network: torch.nn.Module, device: str = "cpu") -> None:
+        import torch
+
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
         with torch.inference_mode():
             features = self.network(torch.from_numpy(batch).to(self.device))
         return features.float().cpu().numpy()
 
 
 class OnnxEngine:
-    """Runs an ONNX export of the network in ONNX Runtime, exported once and cached on disk."""
+    """Runs an ONNX export of the network in ONNX Runtime, exported once and cached on disk.
+
+    Without a `network`, the export must already be in the cache (see `onnx_cache_path`): the engine then
+    starts without PyTorch.
+    """
 
     name = "onnx"
 
-    def __init__(self, network: torch.nn.Module, spec: BackboneSpec, threads: int | None = None) -> None:
+    def __init__(
+        self, network: torch.nn.Module | None, spec: BackboneSpec, threads: int | None = None
+    ) -> None:
         import onnxruntime
 
-        path = exported_onnx_path(network, spec)
+        path = onnx_cache_path(spec) if network is None else exported_onnx_path(network, spec)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -96,8 +109,9 @@ def exported_onnx_path(network: torch.nn.Module, spec: BackboneSpec) -> Path:
     The file is written beside its final name and renamed into place, so concurrent or interrupted
     exports never leave a half-written graph behind.
     """
-    weights_tag = spec.weights_id.replace("#", "-").replace("/", "_") or "default"
-    path = cache_dir() / "onnx" / f"{spec.name.replace(':', '_')}-{weights_tag}.onnx"
+    import torch
+
+    path = onnx_cache_path(spec)
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +127,15 @@ def exported_onnx_path(network: torch.nn.Module, spec: BackboneSpec) -> Path:
     return path
 
 
+def onnx_cache_path(spec: BackboneSpec) -> Path:
+    """Where the ONNX export of this backbone with these weights is cached."""
+    weights_tag = spec.weights_id.replace("#", "-").replace("/", "_") or "default"
+    return cache_dir() / "onnx" / f"{spec.name.replace(':', '_')}-{weights_tag}.onnx"
+
+
 def _export_onnx(network: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    import torch
+
     torch.onnx.export(
         network.cpu().eval(),
         (example,),
@@ -318,8 +340,13 @@ def create_embedder(
         from imagerank.embedding_ray import RayEmbedder
 
         return RayEmbedder(name, weights, device=device, address=address, decode_workers=decode_workers)
-    network, spec = load_backbone(name, weights)
     use_onnx = engine == "onnx" or (engine == "auto" and device == "cpu" and _onnxruntime_available())
+    if use_onnx:
+        # An export already cached for these weights starts without PyTorch: only ONNX Runtime is loaded.
+        local = spec_with_local_weights(name, weights)
+        if local is not None and onnx_cache_path(local).is_file():
+            return Embedder(local, OnnxEngine(None, local), decode_workers=decode_workers)
+    network, spec = load_backbone(name, weights)
     runner: Callable[[np.ndarray], np.ndarray] = (
         OnnxEngine(network, spec) if use_onnx else TorchEngine(network, device)
     )
