@@ -90,8 +90,9 @@ def test_label_filter_returns_only_that_label(client: httpx.Client, served: Serv
     ]
     assert len(results) == SAMPLE_PER_LABEL
     assert {result["label"] for result in results} == {"llama"}
-    none = client.post("/api/search", json={"id": query_id, "labels": ["no such label"]})
-    assert none.status_code == 200 and none.json()["results"] == []
+    unknown = client.post("/api/search", json={"id": query_id, "labels": ["no such label"]})
+    assert unknown.status_code == 422  # an empty 200 would read as "nothing similar"
+    assert "'no such label'" in unknown.json()["detail"] and "llama" in unknown.json()["detail"]
 
 
 def test_not_relevant_results_are_dropped_and_relevant_ones_pull_the_ranking(

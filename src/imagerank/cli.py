@@ -87,7 +87,7 @@ def index_command(
     index: IndexOption = Path("imagerank.index"),
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help=f"Backbone for a new index [default: {DEFAULT_MODEL}]."),
+        typer.Option("--model", "-m", help=f"Backbone for a new index (default: {DEFAULT_MODEL})."),
     ] = None,
     weights: WeightsOption = None,
     engine: EngineOption = "auto",
@@ -97,7 +97,7 @@ def index_command(
         str | None,
         typer.Option(
             "--index-type",
-            help=f"Vector layout: {', '.join(INDEX_TYPES)} [default: auto, or the index's own]. auto picks "
+            help=f"Vector layout: {', '.join(INDEX_TYPES)} (default: auto, or the index's own). auto picks "
             "exact search for small collections, HNSW, then IVF-PQ as they grow.",
         ),
     ] = None,

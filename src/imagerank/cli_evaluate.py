@@ -72,7 +72,7 @@ def evaluate_command(
     ] = 1,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed of the split.")] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="JSON file [default: evaluation-PROTOCOL-MODEL.json].")
+        Path | None, typer.Option("--out", "-o", help="JSON file (default: evaluation-PROTOCOL-MODEL.json).")
     ] = None,
 ) -> None:
     """Evaluate ranking methods on a labelled folder: P@K, AP@K, mAP, recall@K, nDCG@K with 95% intervals."""

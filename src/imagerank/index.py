@@ -3,11 +3,14 @@
 Indexing is incremental: a file whose size and modification time are unchanged is not read again, a file
 whose content changed is embedded again (keeping its id), and files gone from the folder are dropped. Each
 batch is committed on its own, so an interrupted run keeps what it finished and the next run resumes.
+A file that could not be decoded is remembered (table ``skipped`` of ``metadata.sqlite``: its size,
+modification time and reason) and reported again without being read until it changes.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,9 +22,16 @@ from PIL import Image
 from imagerank import __version__
 from imagerank.decoding import IMAGE_EXTENSIONS, file_digest, scan_image_files
 from imagerank.embedding import Embedder, create_embedder
-from imagerank.errors import BadImageError, ImageRankError, ModelMismatchError
+from imagerank.errors import BadImageError, ImageRankError, ModelMismatchError, UnknownLabelError
 from imagerank.models import DEFAULT_MODEL
-from imagerank.store import ImageRecord, VectorStore, open_store, read_manifest, write_json_atomically
+from imagerank.store import (
+    DATABASE,
+    ImageRecord,
+    VectorStore,
+    open_store,
+    read_manifest,
+    write_json_atomically,
+)
 
 FORMAT = "imagerank-index"
 FORMAT_VERSION = 1
@@ -36,11 +46,14 @@ class IndexReport:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     skipped: list[BadImageError] = field(default_factory=list)
+    known_bad: list[str] = field(default_factory=list)
+    """Of the skipped files, those skipped by an earlier run and unchanged since: not read again."""
 
     def summary(self) -> str:
+        known = f" ({len(self.known_bad)} as before, not read again)" if self.known_bad else ""
         return (
             f"{len(self.indexed)} indexed, {len(self.unchanged)} unchanged, "
-            f"{len(self.removed)} removed, {len(self.skipped)} skipped"
+            f"{len(self.removed)} removed, {len(self.skipped)} skipped{known}"
         )
 
 
@@ -245,14 +258,30 @@ class Index:
         report = IndexReport(skipped=list(scan.problems))
         known = {record.path: record for record in self.store.all_records()}
         present = {_relative(path, root) for path in scan.files}
-        changed = []
-        for path in scan.files:
-            record = known.get(_relative(path, root))
-            if record is not None and _same_stat(record, path):
-                report.unchanged.append(record.path)
-            else:
-                changed.append(path)
-        self._embed_and_store(changed, root, batch_size, show_progress_bar, report)
+        with _SkippedFiles(self.directory / DATABASE) as skipped_before:
+            bad = skipped_before.read()
+            changed = []
+            for path in scan.files:
+                relative = _relative(path, root)
+                record = known.get(relative)
+                if record is not None and _same_stat(record, path):
+                    report.unchanged.append(record.path)
+                elif relative in bad and bad[relative][:2] == _stat_key(path):
+                    report.skipped.append(BadImageError(path, bad[relative][2]))
+                    report.known_bad.append(relative)
+                else:
+                    changed.append(path)
+            first_skipped = len(report.skipped)
+            self._embed_and_store(changed, root, batch_size, show_progress_bar, report)
+            skipped_before.remember(
+                [
+                    (_relative(error.path, root), *_stat_key(error.path), error.reason)
+                    for error in report.skipped[first_skipped:]
+                    if error.path.is_file()
+                ]
+            )
+            indexed = set(report.indexed)
+            skipped_before.forget([path for path in bad if path not in present or path in indexed])
         gone = [record for path, record in known.items() if path not in present]
         self.store.delete([record.id for record in gone if record.id is not None])
         report.removed = [record.path for record in gone]
@@ -280,14 +309,17 @@ class Index:
         """Top-k (scores, ids) like FAISS: arrays of shape (n_queries, k), best first, -1 where none.
 
         `query` is an image, an image path, one vector, or a (n, dim) array of vectors. Scores are cosine
-        similarities. `labels` restricts results to images with those labels.
+        similarities. `labels` restricts results to images with those labels; a label no image has is an
+        `UnknownLabelError` (not an empty result, which would look like "nothing similar").
         """
+        self._check_labels(labels)
         return self.store.search(self._query_vectors(query), k, labels)
 
     def search_by_id(
         self, image_id: int, k: int = 10, labels: Sequence[str] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Images most like an indexed one ("more like this"), the image itself left out."""
+        self._check_labels(labels)
         vector = self.store.vectors([image_id])
         scores, ids = self.store.search(vector, k + 1, labels)
         keep = ids[0] != image_id
@@ -332,6 +364,18 @@ class Index:
                 )
             return vectors.reshape(-1, self.store.dim)
         return self.embedder.encode([query])
+
+    def _check_labels(self, labels: Sequence[str] | None) -> None:
+        if not labels:
+            return
+        known = self.store.labels()
+        unknown = [label for label in labels if label not in known]
+        if unknown:
+            names = sorted(str(label) for label in known if label is not None)
+            shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+            raise UnknownLabelError(
+                f"no indexed image has the label {unknown[0]!r}; the labels are: {shown or '(none)'}"
+            )
 
     def _check_embedder(self, embedder: Embedder) -> None:
         spec = embedder.spec
@@ -386,6 +430,44 @@ def _relative(path: Path, root: Path) -> str:
         return path.absolute().relative_to(root).as_posix()
     except ValueError:
         raise BadImageError(path, f"is outside the indexed folder {root}") from None
+
+
+class _SkippedFiles:
+    """Files an indexing run could not use, with the size and modification time they had then.
+
+    Kept in the index's SQLite file (its own table, whatever store holds the vectors) so the next run
+    reports them without decoding them again, until they change.
+    """
+
+    def __init__(self, database: Path) -> None:
+        self._db = sqlite3.connect(database, timeout=30)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+            "mtime_ns INTEGER NOT NULL, reason TEXT NOT NULL)"
+        )
+
+    def __enter__(self) -> _SkippedFiles:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._db.close()
+
+    def read(self) -> dict[str, tuple[int, int, str]]:
+        rows = self._db.execute("SELECT path, size, mtime_ns, reason FROM skipped")
+        return {path: (size, mtime_ns, reason) for path, size, mtime_ns, reason in rows}
+
+    def remember(self, rows: list[tuple[str, int, int, str]]) -> None:
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?)", rows)
+
+    def forget(self, paths: list[str]) -> None:
+        with self._db:
+            self._db.executemany("DELETE FROM skipped WHERE path = ?", [(path,) for path in paths])
+
+
+def _stat_key(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 def _same_stat(record: ImageRecord, path: Path) -> bool:
