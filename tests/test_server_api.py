@@ -299,3 +299,7 @@ def test_the_collection_lists_every_image_by_label_a_page_at_a_time(client: http
     unknown = client.get("/api/collection", params={"label": "no such label"})
     assert unknown.status_code == 422 and "'no such label'" in unknown.json()["detail"]
     assert client.get("/api/collection", params={"limit": 0}).status_code == 422
+
+
+def test_the_server_says_which_index_it_serves(served: Served) -> None:
+    assert f"serving the index at {served.index_dir.resolve()} on http://127.0.0.1:" in served.log.read_text()

@@ -37,7 +37,8 @@ def serve(
     from imagerank.server import create_app
 
     app = create_app(index, engine=engine, weights=weights, max_upload_bytes=int(max_upload_mb * 2**20))
-    _err.print(f"serving the index at {index.resolve()} on http://{host}:{port}", highlight=False)
+    serving = f"serving the index at {index.resolve()} on http://{host}:{port}"
+    _err.print(serving, highlight=False, soft_wrap=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
