@@ -46,6 +46,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help: Rich's help panels import a Markdown renderer, a quarter of the time `--help` may take.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
 )
 out = Console()
 

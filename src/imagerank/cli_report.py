@@ -33,7 +33,9 @@ DEFAULT_METHODS = "random,cosine,lda"
 _err = Console(stderr=True, soft_wrap=True)
 
 plot_app = typer.Typer(
-    help="Draw one figure of the report alone (PNG, SVG or PDF, from the --out suffix).", no_args_is_help=True
+    help="Draw one figure of the report alone (PNG, SVG or PDF, from the --out suffix).",
+    no_args_is_help=True,
+    rich_markup_mode=None,  # plain help, as the main command line's
 )
 
 DatasetArgument = Annotated[
