@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -13,6 +14,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from conftest import copy_sample
 from corpus import write_bad_corpus
 
 from imagerank.embedding import Embedder
@@ -228,3 +230,91 @@ def test_index_type_is_switched_reported_with_its_recall_and_kept(
     assert "vectors: hnsw" in result.stderr
     result = cli("index", sample_dir, "--index", directory, "--index-type", "annoy", "-q")
     assert result.returncode == 1 and "unknown index type 'annoy'" in result.stderr
+
+
+def test_search_table_shows_ids_and_names_the_query_image(cli, cli_index) -> None:
+    directory, _ = cli_index
+    with Index.open(directory) as index:
+        ids = {record.path: record.id for record in index.store.all_records()}
+    image_id = ids["panda/image_0003.jpg"]
+    result = cli("search", "--id", image_id, "--index", directory, "-k", "3", env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert f"like id {image_id} (panda/image_0003.jpg)" in result.stdout
+    header = next(line for line in result.stdout.splitlines() if "rank" in line)
+    columns = [cell.strip() for cell in header.strip("┃ ").split("┃")]
+    assert columns == ["rank", "id", "score", "path", "label"]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    for row in rows:  # the id column holds the id of the path beside it: ready for the next --id
+        cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+        assert ids[cells[3]] == int(cells[1])
+    assert len(rows) == 3
+
+
+def test_an_unknown_label_is_an_error_naming_the_labels(cli, cli_index) -> None:
+    directory, _ = cli_index
+    result = cli("search", "--id", "5", "--index", directory, "--label", "cat")
+    assert result.returncode == 1 and result.stdout == ""
+    assert "no indexed image has the label 'cat'" in result.stderr and "panda" in result.stderr
+
+
+def test_search_without_a_query_says_what_to_give(cli, cli_index) -> None:
+    directory, _ = cli_index
+    result = cli("search", "--index", directory)
+    assert result.returncode == 2
+    assert "give a QUERY image file, or --id N" in result.stderr and "not both" not in result.stderr
+
+
+def test_models_prints_whole_weight_paths_on_an_80_column_terminal(cli) -> None:
+    rows = {row["name"]: row for row in json.loads(cli("models", "--json").stdout)}
+    result = cli("models", env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    last_cells = "".join(line.rstrip(" │").split("│")[-1].strip() for line in lines if line.startswith("│"))
+    assert rows["mobilenet_v2"]["weights"] in last_cells and "…" not in result.stdout
+
+
+def test_help_texts_show_their_defaults_without_stray_spaces(cli) -> None:
+    defaults = {"index": "default: mobilenet_v2", "evaluate": "default: evaluation-PROTOCOL-MODEL.json"}
+    for command, default in defaults.items():
+        result = cli(command, "--help", env={"COLUMNS": "250"})
+        assert result.returncode == 0, result.stderr
+        assert default in result.stdout
+        assert not re.search(r"\w \.", result.stdout), re.findall(r".{30}\w \..{10}", result.stdout)
+
+
+def test_evaluate_takes_top_k_as_the_other_commands_do(cli) -> None:
+    result = cli("evaluate", "--help", env={"COLUMNS": "250"})
+    assert "--top-k" in result.stdout and "-k" in result.stdout
+
+
+def test_a_skipped_file_is_remembered_until_it_changes(cli, tmp_path: Path, sample_dir: Path) -> None:
+    """Exit code 3 stays while the folder holds a bad file, but the file is not decoded again: here the bad
+    file is secretly swapped for a good image of the same size and time, and only touching it gets it read."""
+    folder = copy_sample(sample_dir, tmp_path / "photos", labels=("pizza",), per_label=2)
+    good = (folder / "pizza" / "image_0001.jpg").read_bytes()
+    bad = folder / "pizza" / "broken.jpg"
+    bad.write_bytes(b"not an image at all".ljust(len(good) + 100, b"\0"))
+    directory = tmp_path / "photos.index"
+
+    first = cli("index", folder, "--index", directory, "-q")
+    assert first.returncode == 3 and _summary(first.stderr) == (2, 0, 0, 1)
+    assert f"skipped {bad.resolve()}: not an image" in first.stderr
+    with closing(sqlite3.connect(directory / "metadata.sqlite")) as db:
+        [(path, size, reason)] = db.execute("SELECT path, size, reason FROM skipped").fetchall()
+    assert (path, size, reason) == ("pizza/broken.jpg", len(good) + 100, "not an image (unrecognized format)")
+
+    stat = bad.stat()
+    bad.write_bytes(good + b"\0" * 100)  # a valid JPEG now (trailing bytes are ignored), same size
+    os.utime(bad, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    second = cli("index", folder, "--index", directory, "-q")
+    assert second.returncode == 3 and _summary(second.stderr) == (0, 2, 0, 1)
+    assert "1 as before, not read again" in second.stderr
+    assert f"skipped {bad.resolve()}: not an image" in second.stderr
+
+    os.utime(bad)  # changed: read again, and indexed
+    third = cli("index", folder, "--index", directory, "-q")
+    assert third.returncode == 0, third.stderr
+    assert _summary(third.stderr) == (1, 2, 0, 0)
+    with closing(sqlite3.connect(directory / "metadata.sqlite")) as db:
+        assert db.execute("SELECT COUNT(*) FROM skipped").fetchone() == (0,)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from conftest import copy_sample
+
 
 def test_evaluate_writes_table_and_json_and_reuses_the_embedding_cache(cli, sample_dir: Path, tmp_path: Path):
     out = tmp_path / "result.json"
@@ -63,3 +66,51 @@ def test_evaluate_through_an_index_agrees_with_the_arrays(cli, sample_dir: Path,
     for method in ("probe+qe", "kreciprocal"):
         assert abs(searched[f"{method}_p@5"] - result[f"{method}_p@5"]) <= 0.05
     assert "through a hnsw index" in completed.stdout
+
+
+@pytest.fixture
+def ragged_folder(tmp_path: Path, sample_dir: Path) -> Path:
+    """What users have: 8 photos per label, one label in a nested folder, and a truncated file."""
+    folder = copy_sample(sample_dir, tmp_path / "photos", labels=("pizza", "panda", "starfish"), per_label=8)
+    copy_sample(sample_dir, folder / "animals", labels=("llama",), per_label=8)
+    data = (folder / "pizza" / "image_0001.jpg").read_bytes()
+    (folder / "pizza" / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    return folder
+
+
+def test_evaluate_skips_bad_files_labels_nested_folders_and_picks_a_protocol_that_fits(
+    cli, ragged_folder: Path, tmp_path: Path
+):
+    out = tmp_path / "result.json"
+    completed = cli("evaluate", ragged_folder, "--methods", "random,cosine", "-k", "3", "--out", out)
+    assert completed.returncode == 0, completed.stderr
+    assert f"skipped {ragged_folder.absolute() / 'pizza' / 'truncated.jpg'}: truncated" in completed.stderr
+    assert "protocol: per-label (7 images per label searched, 1 of them queries" in completed.stderr
+    result = json.loads(out.read_text())
+    assert result["protocol"] == "per-label"
+    assert result["protocol_parameters"] | {"unseen_labels": []} == {
+        "name": "per-label", "test_per_label": 7, "queries_per_label": 1, "seed": 2021, "unseen_labels": [],
+    }  # fmt: skip
+    assert (result["n_train"], result["n_candidates"], result["n_queries"]) == (4, 24, 4)  # llama counted
+    bad = ragged_folder.absolute() / "pizza" / "truncated.jpg"
+    assert [item["path"] for item in result["skipped"]] == [str(bad)]
+    assert "per-label" in completed.stdout and "1 files skipped" in completed.stdout
+
+
+def test_evaluate_refusals_name_the_option_that_works(cli, ragged_folder: Path, tmp_path: Path):
+    seed = cli("evaluate", ragged_folder, "--protocol", "seed", "--out", tmp_path / "r.json")
+    assert seed.returncode == 1
+    assert "use --test-per-label 7" in seed.stderr and "--protocol auto" in seed.stderr
+    (ragged_folder / "tiny").mkdir()
+    photo = (ragged_folder / "panda" / "image_0001.jpg").read_bytes()
+    (ragged_folder / "tiny" / "one.jpg").write_bytes(photo)
+    tiny = cli("evaluate", ragged_folder, "--out", tmp_path / "r.json")
+    assert tiny.returncode == 1 and "'tiny'" in tiny.stderr and "use --min-per-label 3" in tiny.stderr
+    fixed = cli(
+        "evaluate", ragged_folder, "--min-per-label", "3", "--methods", "cosine", "--test-per-label", "5",
+        "--out", tmp_path / "r.json",
+    )  # fmt: skip
+    assert fixed.returncode == 0, fixed.stderr
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["protocol"] == "per-label" and result["protocol_parameters"]["test_per_label"] == 5
+    assert "labels left out (fewer than 3 images): tiny" in fixed.stdout

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from imagerank import metrics
+from imagerank.embedding import EmbeddedBatch
+from imagerank.errors import BadImageError
 from imagerank.evaluation import (
     cached_embeddings,
     dataset_embeddings,
@@ -264,6 +266,13 @@ class CountingEmbedder:
         rows = [np.frombuffer(Path(p).read_bytes().ljust(8, b"\0")[:8], np.uint8) for p in paths]
         return normalized(np.array(rows, np.float32) + 1)
 
+    def iter_encode_files(self, paths, batch_size=64, show_progress_bar=False):
+        """Like the real embedders: files starting with b"bad" are returned as errors, not raised."""
+        good = [Path(p) for p in paths if not Path(p).read_bytes().startswith(b"bad")]
+        errors = [BadImageError(p, "truncated or corrupt image data") for p in paths if Path(p) not in good]
+        vectors = self.encode(good) if good else np.zeros((0, self.spec.dim), np.float32)
+        yield EmbeddedBatch(good, vectors, errors)
+
 
 def write_files(folder, contents):
     folder.mkdir(exist_ok=True)
@@ -299,3 +308,12 @@ def test_cached_embeddings_re_embed_edited_files_and_keep_models_apart(tmp_path)
     cached_embeddings(paths, other_weights, tmp_path / "cache")
     assert sorted(other_weights.embedded) == ["a.jpg", "b.jpg"]
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+
+
+def test_cached_embeddings_raise_on_a_bad_file_after_caching_the_good_ones(tmp_path):
+    paths = write_files(tmp_path / "images", {"a.jpg": b"alpha", "b.jpg": b"bad data", "c.jpg": b"charlie"})
+    with pytest.raises(BadImageError, match=r"b\.jpg"):
+        cached_embeddings(paths, CountingEmbedder(), tmp_path / "cache")
+    embedder = CountingEmbedder()
+    vectors = cached_embeddings([paths[0], paths[2]], embedder, tmp_path / "cache")
+    assert embedder.embedded == [] and vectors.shape == (2, 8)

@@ -14,7 +14,13 @@ from PIL import Image
 
 from imagerank.decoding import file_digest
 from imagerank.embedding import Embedder, create_embedder
-from imagerank.errors import BadImageError, ImageRankError, IndexNotFoundError, ModelMismatchError
+from imagerank.errors import (
+    BadImageError,
+    ImageRankError,
+    IndexNotFoundError,
+    ModelMismatchError,
+    UnknownLabelError,
+)
 from imagerank.index import Index
 
 
@@ -94,9 +100,11 @@ def test_search_restricted_to_labels(sample_index: Index, sample_dir: Path) -> N
     _, ids = sample_index.search(query, k=10, labels=["pizza"])
     assert ids[0, 8:].tolist() == [-1, -1]
     assert [record.label for record in sample_index.records(ids[0])] == ["pizza"] * 8
-    _, ids = sample_index.search(query, k=3, labels=["no such label"])
-    assert sample_index.records(ids[0]) == []
+    with pytest.raises(UnknownLabelError, match=r"'no such label'.*llama"):
+        sample_index.search(query, k=3, labels=["pizza", "no such label"])
     image_id = _ids_by_path(sample_index)["llama/image_0002.jpg"]
+    with pytest.raises(UnknownLabelError, match="'cat'"):
+        sample_index.search_by_id(image_id, k=3, labels=["cat"])
     _, ids = sample_index.search_by_id(image_id, k=20, labels=["llama"])
     assert image_id not in ids[0]
     assert len(sample_index.records(ids[0])) == 7

@@ -3,7 +3,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagerank.protocols import SEED_PROTOCOL, Protocol, list_labelled_images, split_per_label
+from imagerank.protocols import (
+    AUTO_PROTOCOL,
+    SEED_PROTOCOL,
+    Protocol,
+    list_labelled_images,
+    protocol_named,
+    split_per_label,
+)
 
 CALTECH = Path(__file__).resolve().parents[1] / "../shared/datasets/caltech101/101_ObjectCategories"
 needs_caltech = pytest.mark.skipif(not CALTECH.is_dir(), reason="Caltech-101 is not present")
@@ -103,3 +110,54 @@ def test_caltech_seed_protocol_sizes():
     assert all(p.name != "tmp" for p in paths)
     split = SEED_PROTOCOL.split(labels)
     assert (split.train.size, split.candidates.size, split.queries.size) == (7104, 1530, 510)
+
+
+def test_auto_is_the_seed_protocol_when_every_label_is_big_enough():
+    labels = np.array(["a"] * 21 + ["b"] * 40)
+    assert AUTO_PROTOCOL.fitted(labels) == SEED_PROTOCOL
+
+
+def test_auto_fits_the_smallest_label_and_is_named_for_what_it_is():
+    labels = np.array(["a"] * 8 + ["b"] * 40 + ["c"] * 12)
+    fitted = AUTO_PROTOCOL.fitted(labels)
+    assert (fitted.name, fitted.n_test, fitted.n_queries, fitted.seed) == ("per-label", 7, 1, 2021)
+    split = fitted.split(labels)
+    assert np.unique(labels[split.train], return_counts=True)[1].min() == 1
+    assert "per-label (7 images per label searched, 1 of them queries" in fitted.describe()
+
+
+def test_auto_refuses_labels_too_small_to_split_and_names_the_option_that_leaves_them_out():
+    with pytest.raises(ValueError, match=r"\['b'\] have fewer than 3 images.*--min-per-label 3"):
+        AUTO_PROTOCOL.fitted(np.array(["a"] * 8 + ["b"] * 2))
+
+
+def test_the_seed_refusal_names_the_options_that_work():
+    with pytest.raises(ValueError, match=r"--test-per-label 7 .*--protocol auto"):
+        SEED_PROTOCOL.split(np.array(["a"] * 30 + ["b"] * 8))
+    with pytest.raises(ValueError, match=r"--queries-per-label 1"):
+        Protocol(name="per-label", n_test=6, n_queries=6).split(np.array(["a"] * 30))
+
+
+def test_changed_parameters_are_no_longer_called_the_seed_protocol():
+    assert protocol_named("seed").name == "seed"
+    assert protocol_named("seed", 20, 5, 2021).name == "seed"
+    changed = protocol_named("seed", n_test=5)
+    assert (changed.name, changed.n_test, changed.n_queries) == ("per-label", 5, 1)
+    assert protocol_named("seed", seed=7).name == "per-label"
+    assert protocol_named("auto").name == "auto"
+    assert protocol_named("auto", n_test=6, n_queries=2).name == "per-label"
+    with pytest.raises(ValueError, match="use --protocol with one of auto, seed, per-label"):
+        protocol_named("nope")
+
+
+def test_nested_folders_are_labelled_by_the_folder_an_image_is_in(tmp_path):
+    for name in ["animals/llama/1.jpg", "animals/2.jpg", "pizza/3.jpg", "top.jpg", ".hidden/4.jpg"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    paths, labels = list_labelled_images(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
+        "animals/2.jpg",
+        "animals/llama/1.jpg",
+        "pizza/3.jpg",
+    ]
+    assert labels.tolist() == ["animals", "llama", "pizza"]

@@ -14,9 +14,11 @@ from xml.etree import ElementTree
 import pytest
 import typer
 from browser import CHROMIUM, CHROMIUM_ARGS
+from conftest import copy_sample
 from PIL import Image
 from typer.testing import CliRunner
 
+from imagerank import report
 from imagerank.cli_report import plot_app, report_command
 
 SMALL_PROTOCOL = ["--test-per-label", "6", "--queries-per-label", "2"]
@@ -172,3 +174,45 @@ def test_bad_dataset_folder_is_a_clean_error(app: typer.Typer, tmp_path: Path):
     result = CliRunner().invoke(app, ["report", str(empty), "--out", str(tmp_path / "out"), "--quiet"])
     assert result.exit_code == 1
     assert "no images in label subfolders" in result.output
+
+
+def test_the_report_names_its_real_protocol_and_parameters(report_dir: Path):
+    page = (report_dir / "index.html").read_text(encoding="utf-8")
+    named = "protocol per-label (6 images per label searched, 2 of them queries, the rest train; seed 2021)"
+    assert named in page
+    assert "protocol seed" not in page
+
+
+def test_a_report_on_a_ragged_folder_skips_bad_files_and_is_written_whole_or_not_at_all(
+    app: typer.Typer, sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    folder = copy_sample(sample_dir, tmp_path / "photos", labels=("pizza", "panda"), per_label=8)
+    copy_sample(sample_dir, folder / "animals", labels=("llama",), per_label=8)
+    data = (folder / "pizza" / "image_0001.jpg").read_bytes()
+    (folder / "pizza" / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "report"
+    arguments = ["report", str(folder), "--out", str(out), "--quiet", "--methods", "random,cosine"]
+
+    def crash(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:  # the disk fills up after most figures were written
+        patched.setattr(report, "_confusion_section", crash)
+        failed = CliRunner().invoke(app, arguments)
+    assert failed.exit_code != 0
+    assert not out.exists() and [path.name for path in tmp_path.iterdir()] == ["photos"]
+
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    assert f"skipped {folder.absolute() / 'pizza' / 'truncated.jpg'}: truncated" in result.output
+    assert "protocol: per-label (7 images per label searched, 1 of them queries" in result.output
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "1 files skipped" in page and "truncated.jpg" in page
+    assert "24 images in 3 labels" in page
+    written = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+
+    with monkeypatch.context() as patched:  # a failed run leaves the earlier report as it was
+        patched.setattr(report, "_confusion_section", crash)
+        assert CliRunner().invoke(app, arguments).exit_code != 0
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == written
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["photos", "report"]

@@ -90,8 +90,9 @@ def test_label_filter_returns_only_that_label(client: httpx.Client, served: Serv
     ]
     assert len(results) == SAMPLE_PER_LABEL
     assert {result["label"] for result in results} == {"llama"}
-    none = client.post("/api/search", json={"id": query_id, "labels": ["no such label"]})
-    assert none.status_code == 200 and none.json()["results"] == []
+    unknown = client.post("/api/search", json={"id": query_id, "labels": ["no such label"]})
+    assert unknown.status_code == 422  # an empty 200 would read as "nothing similar"
+    assert "'no such label'" in unknown.json()["detail"] and "llama" in unknown.json()["detail"]
 
 
 def test_not_relevant_results_are_dropped_and_relevant_ones_pull_the_ranking(
@@ -273,3 +274,35 @@ def test_page_and_docs_are_served(client: httpx.Client) -> None:
     assert {"/api/search", "/api/images", "/api/images/{image_id}", "/api/health", "/api/stats"} <= set(paths)
     content = paths["/api/search"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(content)
+
+
+def test_the_collection_lists_every_image_by_label_a_page_at_a_time(client: httpx.Client) -> None:
+    counts = {item["label"]: item["count"] for item in client.get("/api/stats").json()["labels"]}
+    total = sum(counts.values())  # other tests in this module add images
+    pages, offset = [], 0
+    while True:
+        page = client.get("/api/collection", params={"offset": offset, "limit": 30}).json()
+        assert page["total"] == total
+        pages.append(page)
+        offset += 30
+        if not page["has_more"]:
+            break
+    images = [image for page in pages for image in page["images"]]
+    assert [len(page["images"]) for page in pages[:-1]] == [30] * (len(pages) - 1)
+    assert len(images) == len({image["id"] for image in images}) == total >= 80
+    order = [(image["label"] is None, image["label"] or "", image["path"]) for image in images]
+    assert order == sorted(order)
+
+    llamas = client.get("/api/collection", params={"label": "llama"}).json()
+    assert (llamas["total"], llamas["has_more"]) == (counts["llama"], False)
+    assert {image["label"] for image in llamas["images"]} == {"llama"}
+    thumbnail = client.get(llamas["images"][0]["thumbnail_url"])
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+
+    unknown = client.get("/api/collection", params={"label": "no such label"})
+    assert unknown.status_code == 422 and "'no such label'" in unknown.json()["detail"]
+    assert client.get("/api/collection", params={"limit": 0}).status_code == 422
+
+
+def test_the_server_says_which_index_it_serves(served: Served) -> None:
+    assert f"serving the index at {served.index_dir.resolve()} on http://127.0.0.1:" in served.log.read_text()

@@ -199,3 +199,24 @@ def test_page_screenshot_for_the_readme(page: sync_api.Page, served: Served, tmp
     assert partial.stat().st_size < 300_000
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(partial, target)
+
+
+def test_the_collection_shows_before_any_query_and_a_click_searches_more_like_it(
+    page: sync_api.Page, served: Served
+) -> None:
+    shown = "n => document.querySelectorAll('#collection-grid .collection-item').length === n"
+    page.wait_for_function(shown, arg=24)
+    assert "Images 1\N{EN DASH}24 of 80" in page.locator("#collection-status").inner_text()
+    page.wait_for_function("() => document.querySelector('#collection-label').options.length > 1")
+    page.select_option("#collection-label", "llama")
+    page.wait_for_function(shown, arg=8)
+    assert set(page.locator("#collection-grid .collection-label").all_inner_texts()) == {"llama"}
+    assert page.locator("#collection-next").is_disabled()
+
+    chosen = page.locator("#collection-grid .collection-item").first
+    chosen_id = chosen.get_attribute("data-id")
+    chosen.get_by_role("button").click()
+    ids = wait_for_new_results(page, [])
+    assert chosen_id not in ids
+    assert page.locator("#query-caption").inner_text().startswith("More like llama/")
+    assert page.locator("#grid .card .card-label").first.inner_text() == "llama"

@@ -30,6 +30,7 @@ OPERATIONS = [
     ("GET", "/api/images/{image_id}", None),
     ("GET", "/api/images/{image_id}/thumbnail", None),
     ("POST", "/api/images", "multipart/form-data"),
+    ("GET", "/api/collection", None),
 ]
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 

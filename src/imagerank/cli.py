@@ -1,7 +1,12 @@
 """The `imagerank` command line: one command per verb, a thin layer over the library.
 
-Exit codes: 0 success; 1 error (nothing was changed); 2 usage error; 3 indexing finished but some files were
-skipped (each one is reported on stderr with its reason).
+Exit codes: 0 success; 1 error (nothing was changed); 2 usage error; 3 indexing finished but some files
+were skipped (each one is reported on stderr with its reason). A file skipped once is remembered with its
+size and modification time and not decoded again until it changes; it still counts as skipped, so an index
+run exits with 3 for as long as the folder holds a bad file (the message says how many were known).
+
+Library modules are imported inside the commands: `imagerank --help` loads no library, and a search by id
+loads the index's store but no deep-learning framework.
 """
 
 from __future__ import annotations
@@ -9,32 +14,33 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from imagerank.ann import INDEX_TYPES
+from imagerank.cli_common import (
+    DEFAULT_METHOD,
+    DEFAULT_MODEL,
+    EXIT_ERROR,
+    EXIT_SKIPPED,
+    EXIT_USAGE,
+    IMAGE_EXTENSIONS,
+    INDEX_TYPES,
+    err,
+    print_error,
+)
 from imagerank.cli_evaluate import evaluate_command
 from imagerank.cli_report import plot_app, report_command
 from imagerank.cli_serve import serve_command
-from imagerank.decoding import IMAGE_EXTENSIONS
 from imagerank.errors import ImageRankError
-from imagerank.fitted import DEFAULT_METHOD, FittedMethod, UnknownMethodError, checked_method
-from imagerank.index import Index, IndexReport
-from imagerank.models import (
-    DEFAULT_MODEL,
-    BackboneSpec,
-    get_backbone_entry,
-    list_backbones,
-    offline_weights_path,
-)
 
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_SKIPPED = 3
+if TYPE_CHECKING:
+    from imagerank.fitted import FittedMethod
+    from imagerank.index import IndexReport
+    from imagerank.models import BackboneSpec
 
 app = typer.Typer(
     name="imagerank",
@@ -42,10 +48,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help: Rich's help panels import a Markdown renderer, a quarter of the time `--help` may take.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
 )
 out = Console()
-# Messages name files: never wrap them (stderr often goes to a log) nor read their brackets as markup.
-err = Console(stderr=True, soft_wrap=True)
 
 IndexOption = Annotated[
     Path, typer.Option("--index", "-i", envvar="IMAGERANK_INDEX", help="Index directory.", show_default=True)
@@ -71,16 +78,21 @@ DeviceOption = Annotated[
 
 
 def fail(error: Exception) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
-    return typer.Exit(EXIT_USAGE if isinstance(error, UnknownMethodError) else EXIT_ERROR)
+    print_error(str(error))
+    return typer.Exit(EXIT_ERROR)
 
 
 def valid_method(method: str | None) -> str | None:
     """``method`` checked against the registry before any work is done (exit 2 listing the methods)."""
+    if method is None:
+        return None
+    from imagerank.fitted import UnknownMethodError, checked_method
+
     try:
-        return None if method is None else checked_method(method)
+        return checked_method(method)
     except UnknownMethodError as error:
-        raise fail(error) from error
+        print_error(str(error))
+        raise typer.Exit(EXIT_USAGE) from error
 
 
 MethodOption = Annotated[
@@ -104,7 +116,7 @@ def index_command(
     index: IndexOption = Path("imagerank.index"),
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help=f"Backbone for a new index [default: {DEFAULT_MODEL}]."),
+        typer.Option("--model", "-m", help=f"Backbone for a new index (default: {DEFAULT_MODEL})."),
     ] = None,
     weights: WeightsOption = None,
     engine: EngineOption = "auto",
@@ -114,7 +126,7 @@ def index_command(
         str | None,
         typer.Option(
             "--index-type",
-            help=f"Vector layout: {', '.join(INDEX_TYPES)} [default: auto, or the index's own]. auto picks "
+            help=f"Vector layout: {', '.join(INDEX_TYPES)} (default: auto, or the index's own). auto picks "
             "exact search for small collections, HNSW, then IVF-PQ as they grow.",
         ),
     ] = None,
@@ -134,7 +146,7 @@ def index_command(
     ] = None,
     extensions: Annotated[
         str, typer.Option("--extensions", help="Comma-separated file extensions to index.")
-    ] = ",".join(sorted(IMAGE_EXTENSIONS)),
+    ] = ",".join(IMAGE_EXTENSIONS),
     method: Annotated[
         str | None,
         typer.Option(
@@ -151,6 +163,8 @@ def index_command(
     `unlabelled` have no label and are searched all the same.
     """
     method = valid_method(method)
+    from imagerank.index import Index
+
     try:
         if address is not None and engine != "ray":
             raise ImageRankError("--address is for --engine ray")
@@ -236,10 +250,15 @@ def search_command(
 
     The index's default method learns from its label folders; --method picks another.
     """
-    if (query is None) == (image_id is None):
-        err.print("error: give either a QUERY image file or --id, not both")
-        raise typer.Exit(2)
+    if query is None and image_id is None:
+        print_error("give a QUERY image file, or --id N to search with an indexed image")
+        raise typer.Exit(EXIT_USAGE)
+    if query is not None and image_id is not None:
+        print_error("give either a QUERY image file or --id, not both")
+        raise typer.Exit(EXIT_USAGE)
     method = valid_method(method)
+    from imagerank.index import Index
+
     try:
         with Index.open(index, weights=weights, engine=engine, device=device) as opened:
             method = method or opened.default_method
@@ -260,6 +279,7 @@ def search_command(
                     zip(scores[0], opened.records(ids[0]), strict=False), start=1
                 )
             ]
+            about = query if image_id is None else f"id {image_id} ({opened.records([image_id])[0].path})"
     except KeyError as error:
         raise fail(ImageRankError(error.args[0])) from error
     except ImageRankError as error:
@@ -273,12 +293,20 @@ def search_command(
         return
     if note:
         err.print(f"note: {note}", highlight=False, markup=False)
-    table = Table(title=escape(f"Top {len(results)} for {query or f'id {image_id}'} ({ranked_with})"))
-    for column, justify in (("rank", "right"), ("score", "right"), ("path", "left"), ("label", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    where = f" labelled {', '.join(label)}" if label else ""
+    table = Table(title=escape(f"Top {len(results)}{where} like {about}, ranked by {ranked_with}"))
+    for column, justify in (
+        ("rank", "right"),
+        ("id", "right"),
+        ("score", "right"),
+        ("path", "left"),
+        ("label", "left"),
+    ):
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for result in results:
         table.add_row(
             str(result["rank"]),
+            str(result["id"]),
             f"{result['score']:.4f}",
             escape(result["path"]),
             escape(result["label"] or ""),
@@ -292,6 +320,8 @@ def info_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Describe an index: model, number of images, labels, size on disk."""
+    from imagerank.index import Index
+
     try:
         with Index.open(index) as opened:
             info = opened.info()
@@ -339,6 +369,8 @@ def describe_ranking(ranking: dict) -> str:
 @app.command("models")
 def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List the backbones, their embedding size, and whether their weights are available offline."""
+    from imagerank.models import get_backbone_entry, list_backbones, offline_weights_path
+
     rows = []
     for name in list_backbones():
         entry = get_backbone_entry(name)
@@ -359,7 +391,7 @@ def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
         return
     table = Table(title="Backbones (any timm model also works as timm:<name>)")
     for column in ("name", "dim", "input", "offline", "weights"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a cut path is of no use: wrap it whole
     for row in rows:
         table.add_row(
             row["name"], str(row["dim"]), row["input"], "yes" if row["offline"] else "no", row["weights"]

@@ -1,4 +1,7 @@
-"""`imagerank evaluate`: every ranking method on a labelled folder, as a table with intervals and as JSON."""
+"""`imagerank evaluate`: every ranking method on a labelled folder, as a table with intervals and as JSON.
+
+The library is imported inside the command, so registering it costs the rest of the command line nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +9,45 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from imagerank.ann import INDEX_TYPES
+from imagerank.cli_common import DEFAULT_MODEL, EXIT_ERROR, INDEX_TYPES, PROTOCOL_NAMES, err, print_error
 from imagerank.errors import ImageRankError
-from imagerank.evaluation import EvaluationResult, dataset_embeddings, evaluate_protocol, labelled_images
-from imagerank.models import DEFAULT_MODEL
-from imagerank.product_evaluation import evaluate_split_through_index
-from imagerank.protocols import PROTOCOLS, protocol_named
-from imagerank.ranking import get_method
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from imagerank.errors import BadImageError
+    from imagerank.evaluation import EvaluationResult
 
 DEFAULT_METHODS = "random,cosine,lda,propagation,qe,dba,kreciprocal,probe,probe+qe"
 
 # The table is wide (a column per metric, each with its interval): do not squeeze it into 80 columns in logs.
 _out = Console() if sys.stdout.isatty() else Console(width=150)
-_err = Console(stderr=True, soft_wrap=True)
 
 
 def evaluate_command(
     dataset_dir: Annotated[
-        Path, typer.Argument(help="Labelled folder: one subfolder per label.", exists=True, file_okay=False)
+        Path,
+        typer.Argument(
+            help="Labelled folder: images in subfolders named by label (at any depth, as `index` labels).",
+            exists=True,
+            file_okay=False,
+        ),
     ],
     protocol: Annotated[
-        str, typer.Option("--protocol", help=f"Split protocol: {', '.join(PROTOCOLS)}.")
-    ] = "seed",
+        str,
+        typer.Option(
+            "--protocol",
+            help=f"Split protocol: {', '.join(PROTOCOL_NAMES)}. auto is seed (20 test images per label, 5 of "
+            "them queries) when every label has more than 20 images, else per-label with as many as the "
+            "smallest label allows.",
+        ),
+    ] = "auto",
     model: Annotated[
         str,
         typer.Option(
@@ -45,16 +58,21 @@ def evaluate_command(
         str,
         typer.Option("--methods", help="Comma-separated ranking methods; compose with '+' (e.g. probe+qe)."),
     ] = DEFAULT_METHODS,
-    k: Annotated[int, typer.Option("-k", min=1, help="Cut-off of P@K, AP@K, recall@K, nDCG@K.")] = 10,
+    k: Annotated[
+        int, typer.Option("-k", "--top-k", min=1, help="Cut-off of P@K, AP@K, recall@K, nDCG@K.")
+    ] = 10,
     test_per_label: Annotated[
         int | None, typer.Option("--test-per-label", min=2, help="Images per label held out of training.")
     ] = None,
     queries_per_label: Annotated[
         int | None, typer.Option("--queries-per-label", min=1, help="Of those, how many are queries.")
     ] = None,
+    min_per_label: Annotated[
+        int, typer.Option("--min-per-label", min=1, help="Leave out labels with fewer images than this.")
+    ] = 1,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed of the split.")] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="JSON file [default: evaluation-PROTOCOL-MODEL.json].")
+        Path | None, typer.Option("--out", "-o", help="JSON file (default: evaluation-PROTOCOL-MODEL.json).")
     ] = None,
     through_index: Annotated[
         str | None,
@@ -67,35 +85,59 @@ def evaluate_command(
     ] = None,
 ) -> None:
     """Evaluate ranking methods on a labelled folder: P@K, AP@K, mAP, recall@K, nDCG@K with 95% intervals."""
+    from imagerank.evaluation import embed_labelled_folder, evaluate_protocol
+    from imagerank.product_evaluation import evaluate_split_through_index
+    from imagerank.protocols import protocol_named
+    from imagerank.ranking import get_method
+
     names = [name.strip() for name in methods.split(",") if name.strip()]
     try:
-        chosen = protocol_named(protocol, test_per_label, queries_per_label, seed)
+        requested = protocol_named(protocol, test_per_label, queries_per_label, seed)
         for name in names:  # fail on a misspelt method before spending minutes on embeddings
             get_method(name)
-        paths, labels = labelled_images(dataset_dir)
+        if "" in [part.strip() for part in model.split("+")]:
+            raise ValueError(
+                f"empty backbone name in {model!r}; join backbones as 'mobilenet_v2+efficientnet_lite0'"
+            )
         started = time.perf_counter()
-        vectors = dataset_embeddings(paths, model, show_progress_bar=True)
+        embedded = embed_labelled_folder(dataset_dir, [model], min_per_label, show_progress_bar=True)
         embedding_seconds = time.perf_counter() - started
+        report_skipped(embedded.skipped)
+        chosen = requested.fitted(embedded.labels)
+        if requested.name == "auto":
+            err.print(f"protocol: {escape(chosen.describe())}", highlight=False)
         started = time.perf_counter()
-        result = evaluate_protocol(vectors, labels, chosen, names, k=k)
+        result = evaluate_protocol(embedded.vectors[model], embedded.labels, chosen, names, k=k)
         evaluation_seconds = time.perf_counter() - started
         searched = (
             evaluate_split_through_index(
-                vectors, labels, chosen.split(labels), names, chosen.name, k=k, index_type=through_index
+                embedded.vectors[model],
+                embedded.labels,
+                chosen.split(embedded.labels),
+                names,
+                chosen.name,
+                k=k,
+                index_type=through_index,
             )
             if through_index
             else None
         )
     except (ImageRankError, ValueError) as error:
-        _err.print(f"[bold red]error:[/] {escape(str(error))}")
-        raise typer.Exit(1) from error
-    _out.print(results_table(result, model))
+        print_error(str(error))
+        raise typer.Exit(EXIT_ERROR) from error
+    _out.print(results_table(result, model, chosen.describe()))
     if searched is not None:
-        _out.print(results_table(searched, model))
+        _out.print(results_table(searched, model, f"{chosen.describe()}, through a {through_index} index"))
+    skipped = f"; {len(embedded.skipped)} files skipped" if embedded.skipped else ""
+    dropped = (
+        f"; labels left out (fewer than {min_per_label} images): {', '.join(embedded.dropped_labels)}"
+        if embedded.dropped_labels
+        else ""
+    )
     _out.print(
-        f"{len(paths)} images; train {result.n_train}, candidates {result.n_candidates}, "
-        f"queries {result.n_queries}. Embeddings {embedding_seconds:.1f} s (cached by file content), "
-        f"evaluation {evaluation_seconds:.1f} s.",
+        f"{len(embedded.paths)} images{skipped}{dropped}; train {result.n_train}, candidates "
+        f"{result.n_candidates}, queries {result.n_queries}. Embeddings {embedding_seconds:.1f} s (cached by "
+        f"file content), evaluation {evaluation_seconds:.1f} s.",
         highlight=False,
     )
     target = out or Path(f"evaluation-{chosen.name}-{model.replace(':', '_')}.json")
@@ -104,6 +146,7 @@ def evaluate_command(
         "model": model,
         "embedding_seconds": embedding_seconds,
         "evaluation_seconds": evaluation_seconds,
+        "skipped": [{"path": str(error.path), "reason": error.reason} for error in embedded.skipped],
         **result.to_dict(),
     }
     if searched is not None:
@@ -112,9 +155,20 @@ def evaluate_command(
     _out.print(f"wrote {escape(str(target))}", highlight=False)
 
 
-def results_table(result: EvaluationResult, model: str) -> Table:
+def report_skipped(skipped: list[BadImageError]) -> None:
+    """One stderr line per skipped file with its reason, as `imagerank index` reports them."""
+    for error in skipped:
+        err.print(f"[yellow]skipped[/] {escape(str(error.path))}: {escape(error.reason)}", highlight=False)
+
+
+def results_table(result: EvaluationResult, model: str, protocol: str | None = None) -> Table:
     """Method x metric: the mean over queries and its 95% bootstrap interval."""
-    table = Table(title=f"{result.protocol} protocol, {model}, K={result.k} (mean [95% interval])")
+    from rich.table import Table
+
+    table = Table(
+        title=f"{escape(model)}, K={result.k}, protocol {escape(protocol or result.protocol)}: "
+        "mean [95% interval]"
+    )
     table.add_column("method")
     for metric in result.metric_names:
         table.add_column(metric, justify="right")

@@ -19,8 +19,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from imagerank.cli_common import DEFAULT_MODEL, PROTOCOL_NAMES
 from imagerank.errors import ImageRankError
-from imagerank.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -33,7 +33,9 @@ DEFAULT_METHODS = "random,cosine,lda"
 _err = Console(stderr=True, soft_wrap=True)
 
 plot_app = typer.Typer(
-    help="Draw one figure of the report alone (PNG, SVG or PDF, from the --out suffix).", no_args_is_help=True
+    help="Draw one figure of the report alone (PNG, SVG or PDF, from the --out suffix).",
+    no_args_is_help=True,
+    rich_markup_mode=None,  # plain help, as the main command line's
 )
 
 DatasetArgument = Annotated[
@@ -48,7 +50,14 @@ ColorsOption = Annotated[
     int | None, typer.Option("--colors", min=2, max=256, help="Reduce a PNG to a palette (smaller files).")
 ]
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Backbone that embeds the images.")]
-ProtocolOption = Annotated[str, typer.Option("--protocol", help="Evaluation protocol (seed).")]
+ProtocolOption = Annotated[
+    str,
+    typer.Option(
+        "--protocol",
+        help=f"Evaluation protocol: {', '.join(PROTOCOL_NAMES)} (auto: seed when every label has more than "
+        "20 images, else per-label sized for the smallest label).",
+    ),
+]
 MethodsOption = Annotated[str, typer.Option("--methods", help="Comma-separated ranking methods.")]
 MethodOption = Annotated[
     str | None, typer.Option("--method", help="Ranking method (default: the best by mAP).")
@@ -62,6 +71,9 @@ QueriesOption = Annotated[
     int | None, typer.Option("--queries-per-label", min=1, help="Override the protocol's queries per label.")
 ]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the sampled images and queries.")]
+MinPerLabelOption = Annotated[
+    int, typer.Option("--min-per-label", min=1, help="Leave out labels with fewer images than this.")
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 
@@ -70,7 +82,7 @@ def report_command(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder to write index.html and figures/ to.")
     ] = Path("report"),
-    protocol: ProtocolOption = "seed",
+    protocol: ProtocolOption = "auto",
     model: Annotated[
         list[str] | None,
         typer.Option("--model", "-m", help=f"Backbone, repeatable (default: {DEFAULT_MODEL})."),
@@ -84,9 +96,13 @@ def report_command(
         int, typer.Option("--map-per-label", min=1, help="Images per label on maps.")
     ] = 10,
     seed: SeedOption = 0,
+    min_per_label: MinPerLabelOption = 1,
     quiet: QuietOption = False,
 ) -> None:
-    """Write an HTML report on a labelled dataset: overview, embedding maps, quality, examples, confusions."""
+    """Write an HTML report on a labelled dataset: overview, embedding maps, quality, examples, confusions.
+
+    The folder is written under a temporary name and renamed into place when complete."""
+    from imagerank.cli_evaluate import report_skipped
     from imagerank.protocols import protocol_named
     from imagerank.report import build_report
 
@@ -102,7 +118,10 @@ def report_command(
             map_per_label=map_per_label,
             seed=seed,
             show_progress=not quiet,
+            min_per_label=min_per_label,
         )
+    report_skipped(report.skipped)
+    _err.print(f"protocol: {escape(report.protocol.describe())}", highlight=False)
     _err.print(
         f"report written to {escape(str(report.html))} ({len(report.figures)} figure files)", highlight=False
     )
@@ -177,7 +196,7 @@ def map_command(
         str | None, typer.Option("--after", help="Map the space of this learned method (e.g. lda) instead.")
     ] = None,
     per_label: Annotated[int, typer.Option("--per-label", min=1, help="Images per label on the map.")] = 10,
-    protocol: ProtocolOption = "seed",
+    protocol: ProtocolOption = "auto",
     test_per_label: TestOption = None,
     queries_per_label: QueriesOption = None,
     seed: SeedOption = 0,
@@ -212,7 +231,7 @@ def curves_command(
     dataset_dir: DatasetArgument,
     out: OutFile,
     model: ModelOption = DEFAULT_MODEL,
-    protocol: ProtocolOption = "seed",
+    protocol: ProtocolOption = "auto",
     methods: MethodsOption = DEFAULT_METHODS,
     test_per_label: TestOption = None,
     queries_per_label: QueriesOption = None,
@@ -235,7 +254,7 @@ def label_ap_command(
     out: OutFile,
     method: MethodOption = None,
     model: ModelOption = DEFAULT_MODEL,
-    protocol: ProtocolOption = "seed",
+    protocol: ProtocolOption = "auto",
     methods: MethodsOption = DEFAULT_METHODS,
     test_per_label: TestOption = None,
     queries_per_label: QueriesOption = None,
@@ -264,7 +283,7 @@ def results_command(
     queries: Annotated[int, typer.Option("--queries", min=1, help="Number of example queries.")] = 6,
     seed: SeedOption = 0,
     model: ModelOption = DEFAULT_MODEL,
-    protocol: ProtocolOption = "seed",
+    protocol: ProtocolOption = "auto",
     methods: MethodsOption = DEFAULT_METHODS,
     test_per_label: TestOption = None,
     queries_per_label: QueriesOption = None,
@@ -296,7 +315,7 @@ def compare_command(
     queries: Annotated[int, typer.Option("--queries", min=1, help="Number of example queries.")] = 6,
     seed: SeedOption = 0,
     model: ModelOption = DEFAULT_MODEL,
-    protocol: ProtocolOption = "seed",
+    protocol: ProtocolOption = "auto",
     test_per_label: TestOption = None,
     queries_per_label: QueriesOption = None,
     quiet: QuietOption = False,
@@ -321,7 +340,7 @@ def confusion_command(
     method: MethodOption = None,
     k: KOption = 10,
     model: ModelOption = DEFAULT_MODEL,
-    protocol: ProtocolOption = "seed",
+    protocol: ProtocolOption = "auto",
     methods: MethodsOption = DEFAULT_METHODS,
     test_per_label: TestOption = None,
     queries_per_label: QueriesOption = None,
@@ -354,11 +373,14 @@ def _evaluate(
     queries_per_label: int | None,
     quiet: bool,
 ) -> EvaluatedDataset:
+    from imagerank.cli_evaluate import report_skipped
     from imagerank.protocols import protocol_named
     from imagerank.report import evaluate_dataset
 
     chosen = protocol_named(protocol, test_per_label, queries_per_label)
-    return evaluate_dataset(dataset_dir, model, chosen, _names(methods), k, show_progress_bar=not quiet)
+    data = evaluate_dataset(dataset_dir, model, chosen, _names(methods), k, show_progress_bar=not quiet)
+    report_skipped(data.skipped)
+    return data
 
 
 def _names(methods: str) -> list[str]:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 
 from imagerank.errors import ImageRankError
@@ -40,7 +39,9 @@ def serve(
         ImageRankError: an unsafe exposure (see `exposure_problem`), or the index or the backbone's weights
             cannot be opened.
     """
-    from imagerank.server import create_app  # FastAPI is only imported by this command
+    import uvicorn  # the web stack is only imported by this command
+
+    from imagerank.server import create_app
     from imagerank.server.settings import ServerSettings, exposure_problem
 
     options = {
@@ -56,6 +57,8 @@ def serve(
     if problem:
         raise ImageRankError(problem)
     app = create_app(index, **options)
+    serving = f"serving the index at {index.resolve()} on http://{host}:{port}"
+    _err.print(serving, highlight=False, soft_wrap=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -24,10 +25,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from imagerank.decoding import open_image
-from imagerank.engines import Engine, create_engine, engine_names
-from imagerank.engines.export import CACHE_ENV, cache_dir, exported_onnx_path  # noqa: F401 - public here too
+from imagerank.engines import EXPORT_ENGINES, Engine, create_engine, engine_names, resolve_engine
+from imagerank.engines.export import (  # noqa: F401 - public here too
+    CACHE_ENV,
+    cache_dir,
+    exported_onnx_path,
+    onnx_cache_path,
+)
 from imagerank.errors import BadImageError, ImageRankError
-from imagerank.models import DEFAULT_MODEL, BackboneSpec, load_backbone
+from imagerank.models import DEFAULT_MODEL, BackboneSpec, load_backbone, spec_with_local_weights
+
+if TYPE_CHECKING:
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -247,8 +256,15 @@ def create_embedder(
         from imagerank.embedding_ray import RayEmbedder
 
         return RayEmbedder(name, weights, device=device, address=address, decode_workers=decode_workers)
+    resolved = resolve_engine(engine, device)
+    if resolved in EXPORT_ENGINES:
+        # An export already cached for these weights starts without PyTorch: only the engine is loaded.
+        local = spec_with_local_weights(name, weights)
+        if local is not None and onnx_cache_path(local).is_file():
+            runner = create_engine(resolved, None, local, device=device, latency=latency)
+            return Embedder(local, runner, decode_workers=decode_workers)
     network, spec = load_backbone(name, weights)
-    runner = create_engine(engine, network, spec, device=device, latency=latency)
+    runner = create_engine(resolved, network, spec, device=device, latency=latency)
     return Embedder(spec, runner, decode_workers=decode_workers)
 
 

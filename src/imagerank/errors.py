@@ -32,3 +32,7 @@ class ModelMismatchError(ImageRankError):
 
 class IndexNotFoundError(ImageRankError):
     """No index exists at the given directory."""
+
+
+class UnknownLabelError(ImageRankError):
+    """A search was restricted to a label no indexed image has."""

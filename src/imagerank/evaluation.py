@@ -11,8 +11,8 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from typing import Protocol as TypingProtocol
@@ -22,16 +22,24 @@ import numpy as np
 from imagerank import metrics
 from imagerank.decoding import file_digest
 from imagerank.embedding import cache_dir, create_embedder
-from imagerank.errors import ImageRankError
+from imagerank.errors import BadImageError, ImageRankError
 from imagerank.models import DEFAULT_MODEL
-from imagerank.protocols import Protocol, Split, list_labelled_images
+from imagerank.protocols import (
+    Protocol,
+    Split,
+    drop_small_labels,
+    list_labelled_images,
+    scan_labelled_images,
+)
 from imagerank.ranking import Ranker, get_method, normalized
 
 __all__ = [
     "EvaluationResult",
+    "LabelledEmbeddings",
     "MethodScores",
     "cached_embeddings",
     "dataset_embeddings",
+    "embed_labelled_folder",
     "evaluate_protocol",
     "evaluate_split",
     "joined_embeddings",
@@ -69,6 +77,8 @@ class EvaluationResult:
     n_candidates: int
     n_queries: int
     methods: dict[str, MethodScores]
+    protocol_parameters: dict[str, Any] = field(default_factory=dict)
+    """The protocol as :meth:`imagerank.protocols.Protocol.parameters` gives it (empty for a custom split)."""
 
     @property
     def metric_names(self) -> list[str]:
@@ -96,6 +106,7 @@ class EvaluationResult:
         """Return a JSON-ready dict with flat keys such as ``cosine_p@10`` and ``cosine_p@10_ci95``."""
         result: dict[str, Any] = {
             "protocol": self.protocol,
+            "protocol_parameters": self.protocol_parameters,
             "k": self.k,
             "n_train": self.n_train,
             "n_candidates": self.n_candidates,
@@ -147,7 +158,9 @@ def evaluate_protocol(
     if len(vectors) != len(labels):
         raise ValueError(f"{len(vectors)} vectors but {len(labels)} labels")
     rankers = {name: get_method(name) for name in methods}
-    return evaluate_split(vectors, labels, protocol.split(labels), rankers, protocol.name, k, max_curve_k)
+    protocol = protocol.fitted(labels)  # "auto" becomes the protocol it picks, and is reported as that
+    result = evaluate_split(vectors, labels, protocol.split(labels), rankers, protocol.name, k, max_curve_k)
+    return replace(result, protocol_parameters=protocol.parameters())
 
 
 def evaluate_split(
@@ -219,9 +232,9 @@ class Embedder(TypingProtocol):
 
     spec: Any
 
-    def encode(
-        self, images: Sequence[Path], batch_size: int = ..., show_progress_bar: bool = ...
-    ) -> np.ndarray: ...
+    def iter_encode_files(
+        self, paths: Sequence[str | Path], batch_size: int = ..., show_progress_bar: bool = ...
+    ) -> Iterator[Any]: ...
 
 
 def cached_embeddings(
@@ -234,22 +247,52 @@ def cached_embeddings(
 
     The cache is one ``.npz`` per backbone and weights (``<model>-<weights id>.npz`` under
     ``cache_dir``) mapping file-content digests to vectors, so renamed or moved files are not
-    re-embedded and edited files are. Raises ``BadImageError`` on a file that cannot be embedded.
+    re-embedded and edited files are. Raises ``BadImageError`` on a file that cannot be embedded (the
+    others are cached first); :func:`embed_labelled_folder` skips such files instead.
     """
+    vectors, skipped = _cached_embeddings_skipping_bad(paths, embedder, cache_dir, show_progress_bar)
+    if skipped:
+        raise skipped[0]
+    return vectors
+
+
+def _cached_embeddings_skipping_bad(
+    paths: Sequence[str | Path], embedder: Embedder, cache_dir: str | Path, show_progress_bar: bool
+) -> tuple[np.ndarray, list[BadImageError]]:
+    """Return the vectors of the paths that could be embedded, in order, and the errors of the others."""
     cache_file = Path(cache_dir) / f"{_safe_name(embedder.spec.vector_id())}.npz"
-    digests = np.array([file_digest(path) for path in paths])
+    skipped: list[BadImageError] = []
+    digests = []
+    for path in paths:
+        try:
+            digests.append(file_digest(path))
+        except OSError as error:
+            skipped.append(BadImageError(path, f"cannot read: {error.strerror or error}"))
+            digests.append("")
+    digest_array = np.array(digests)
     cached = _read_cache(cache_file, embedder.spec.dim)
-    missing = np.unique(digests[~np.isin(digests, list(cached))])
+    missing = np.unique(digest_array[~np.isin(digest_array, [*cached, ""])])
+    reasons: dict[str, str] = {}
     if missing.size:
         path_of = dict(zip(digests, paths, strict=True))  # any path of a digest has its content
-        new = embedder.encode([Path(path_of[d]) for d in missing], show_progress_bar=show_progress_bar)
-        cached.update(zip(missing.tolist(), new, strict=True))
-        _write_cache(cache_file, cached)
-    return (
-        np.stack([cached[d] for d in digests])
-        if len(digests)
+        digest_of = {Path(path_of[d]): d for d in missing}
+        for batch in embedder.iter_encode_files(list(digest_of), show_progress_bar=show_progress_bar):
+            cached.update(zip([digest_of[Path(p)] for p in batch.paths], batch.vectors, strict=True))
+            reasons |= {digest_of[Path(error.path)]: error.reason for error in batch.errors}
+        if len(missing) > len(reasons):
+            _write_cache(cache_file, cached)
+    for position, digest in enumerate(digests):
+        if digest in reasons:  # every file with a bad file's content is bad
+            skipped.append(BadImageError(paths[position], reasons[digest]))
+            digest_array[position] = ""
+    kept = digest_array != ""
+    vectors = (
+        np.stack([cached[d] for d in digest_array[kept]])
+        if kept.any()
         else np.zeros((0, embedder.spec.dim), np.float32)
     )
+    skipped.sort(key=lambda error: str(error.path))
+    return vectors, skipped
 
 
 def _safe_name(text: str) -> str:
@@ -277,10 +320,71 @@ def labelled_images(dataset_dir: str | Path) -> tuple[list[Path], np.ndarray]:
     """Return ``(paths, labels)`` of a folder with one subfolder per label; raises when it holds none."""
     paths, labels = list_labelled_images(dataset_dir)
     if not paths:
-        raise ImageRankError(
-            f"{dataset_dir}: no images in label subfolders (expected DATASET/<label>/<image>)"
-        )
+        raise ImageRankError(_no_images_message(dataset_dir))
     return paths, labels
+
+
+def _no_images_message(dataset_dir: str | Path) -> str:
+    return f"{dataset_dir}: no images in label subfolders (expected DATASET/<label>/<image>)"
+
+
+@dataclass(frozen=True)
+class LabelledEmbeddings:
+    """The images of a labelled folder that could be embedded, their labels and vectors (one array per
+    model), and the files that were skipped, each with its reason."""
+
+    paths: list[Path]
+    labels: np.ndarray
+    vectors: dict[str, np.ndarray]
+    skipped: list[BadImageError]
+    dropped_labels: dict[str, int] = field(default_factory=dict)
+    """Labels left out for having fewer images than asked (``min_per_label``), with their counts."""
+
+
+def embed_labelled_folder(
+    dataset_dir: str | Path,
+    models: Sequence[str] = (DEFAULT_MODEL,),
+    min_per_label: int = 1,
+    show_progress_bar: bool = False,
+) -> LabelledEmbeddings:
+    """List a labelled folder as `imagerank index` does, and embed it with each model (cached).
+
+    Files that cannot be read or decoded are skipped, as indexing skips them, and returned with their
+    reasons. Labels with fewer than ``min_per_label`` images (after skipping) are left out.
+
+    Raises:
+        ImageRankError: the folder holds no images in label subfolders.
+    """
+    paths, labels, skipped = scan_labelled_images(dataset_dir)
+    if not paths:
+        raise ImageRankError(_no_images_message(dataset_dir))
+    vectors: dict[str, np.ndarray] = {}
+    for model in models:
+        parts = []
+        for name in _backbones(model):
+            part, bad = _cached_embeddings_skipping_bad(
+                paths, create_embedder(name), cache_dir() / "embeddings", show_progress_bar
+            )
+            if bad:
+                keep = ~np.isin([str(path) for path in paths], [str(error.path) for error in bad])
+                paths, labels = [path for path, kept in zip(paths, keep, strict=True) if kept], labels[keep]
+                vectors = {done: array[keep] for done, array in vectors.items()}
+                parts = [array[keep] for array in parts]
+                skipped.extend(bad)
+            parts.append(part)
+        vectors[model] = joined_embeddings(parts)
+    counts = dict(zip(*np.unique(labels, return_counts=True), strict=True))
+    dropped = {str(label): int(count) for label, count in counts.items() if count < min_per_label}
+    if dropped:
+        keep = ~np.isin(labels, list(dropped))
+        paths, labels = drop_small_labels(paths, labels, min_per_label)
+        vectors = {model: array[keep] for model, array in vectors.items()}
+    if not paths:
+        raise ImageRankError(
+            f"{dataset_dir}: no label has {min_per_label} images that could be read; use a smaller "
+            "--min-per-label"
+        )
+    return LabelledEmbeddings(paths, labels, vectors, sorted(skipped, key=lambda e: str(e.path)), dropped)
 
 
 def dataset_embeddings(
@@ -291,19 +395,23 @@ def dataset_embeddings(
     ``model`` may join backbones with ``+`` (``mobilenet_v2+efficientnet_lite0``): the vectors are then
     :func:`joined_embeddings` of each backbone's, so learned methods see what either backbone saw.
     """
-    backbones = [name.strip() for name in model.split("+")]
-    if "" in backbones:
-        raise ValueError(
-            f"empty backbone name in {model!r}; join backbones as 'mobilenet_v2+efficientnet_lite0'"
-        )
     return joined_embeddings(
         [
             cached_embeddings(
                 paths, create_embedder(name), cache_dir() / "embeddings", show_progress_bar=show_progress_bar
             )
-            for name in backbones
+            for name in _backbones(model)
         ]
     )
+
+
+def _backbones(model: str) -> list[str]:
+    backbones = [name.strip() for name in model.split("+")]
+    if "" in backbones:
+        raise ValueError(
+            f"empty backbone name in {model!r}; join backbones as 'mobilenet_v2+efficientnet_lite0'"
+        )
+    return backbones
 
 
 def joined_embeddings(parts: Sequence[np.ndarray]) -> np.ndarray:

@@ -3,11 +3,14 @@
 Indexing is incremental: a file whose size and modification time are unchanged is not read again, a file
 whose content changed is embedded again (keeping its id), and files gone from the folder are dropped. Each
 batch is committed on its own, so an interrupted run keeps what it finished and the next run resumes.
+A file that could not be decoded is remembered (table ``skipped`` of ``metadata.sqlite``: its size,
+modification time and reason) and reported again without being read until it changes.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +22,7 @@ from PIL import Image
 from imagerank import __version__
 from imagerank.decoding import IMAGE_EXTENSIONS, file_digest, scan_image_files
 from imagerank.embedding import Embedder, create_embedder
-from imagerank.errors import BadImageError, ImageRankError, ModelMismatchError
+from imagerank.errors import BadImageError, ImageRankError, ModelMismatchError, UnknownLabelError
 from imagerank.fitted import (
     DEFAULT_METHOD,
     FittedMethod,
@@ -34,6 +37,7 @@ from imagerank.fitted import (
 )
 from imagerank.models import DEFAULT_MODEL
 from imagerank.store import (
+    DATABASE,
     ImageRecord,
     VectorStore,
     empty_results,
@@ -61,11 +65,14 @@ class IndexReport:
     removed: list[str] = field(default_factory=list)
     skipped: list[BadImageError] = field(default_factory=list)
     fitted: list[FittedMethod] = field(default_factory=list)
+    known_bad: list[str] = field(default_factory=list)
+    """Of the skipped files, those skipped by an earlier run and unchanged since: not read again."""
 
     def summary(self) -> str:
+        known = f" ({len(self.known_bad)} as before, not read again)" if self.known_bad else ""
         return (
             f"{len(self.indexed)} indexed, {len(self.unchanged)} unchanged, "
-            f"{len(self.removed)} removed, {len(self.skipped)} skipped"
+            f"{len(self.removed)} removed, {len(self.skipped)} skipped{known}"
         )
 
 
@@ -289,6 +296,31 @@ class Index:
             for path, record in known.items()
             if path not in present and not path.startswith(UPLOADS_PREFIX)  # uploads live elsewhere
         ]
+        with _SkippedFiles(self.directory / DATABASE) as skipped_before:
+            bad = skipped_before.read()
+            changed = []
+            for path in scan.files:
+                relative = _relative(path, root)
+                record = known.get(relative)
+                if record is not None and _same_stat(record, path):
+                    report.unchanged.append(record.path)
+                elif relative in bad and bad[relative][:2] == _stat_key(path):
+                    report.skipped.append(BadImageError(path, bad[relative][2]))
+                    report.known_bad.append(relative)
+                else:
+                    changed.append(path)
+            first_skipped = len(report.skipped)
+            self._embed_and_store(changed, root, batch_size, show_progress_bar, report)
+            skipped_before.remember(
+                [
+                    (_relative(error.path, root), *_stat_key(error.path), error.reason)
+                    for error in report.skipped[first_skipped:]
+                    if error.path.is_file()
+                ]
+            )
+            indexed = set(report.indexed)
+            skipped_before.forget([path for path in bad if path not in present or path in indexed])
+        gone = [record for path, record in known.items() if path not in present]
         self.store.delete([record.id for record in gone if record.id is not None])
         report.removed = [record.path for record in gone]
         self.store.flush()
@@ -399,6 +431,7 @@ class Index:
         method: str | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Images most like an indexed one ("more like this"), the image itself left out."""
+        self._check_labels(labels)
         return self._ranked(self.store.vectors([image_id]), k, labels, method, exclude=(image_id,))
 
     def fitted(self, method: str | None = None) -> FittedMethod:
@@ -512,6 +545,18 @@ class Index:
             return vectors.reshape(-1, self.store.dim)
         return self.embedder.encode([query])
 
+    def _check_labels(self, labels: Sequence[str | None] | None) -> None:
+        if not labels:
+            return
+        known = self.store.labels()
+        unknown = [label for label in labels if label not in known]
+        if unknown:
+            names = sorted(str(label) for label in known if label is not None)
+            shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+            raise UnknownLabelError(
+                f"no indexed image has the label {unknown[0]!r}; the labels are: {shown or '(none)'}"
+            )
+
     def _check_embedder(self, embedder: Embedder) -> None:
         spec = embedder.spec
         if spec.vector_id() != self.manifest.get("vector_id"):
@@ -582,6 +627,44 @@ def _relative(path: Path, root: Path) -> str:
         return path.absolute().relative_to(root).as_posix()
     except ValueError:
         raise BadImageError(path, f"is outside the indexed folder {root}") from None
+
+
+class _SkippedFiles:
+    """Files an indexing run could not use, with the size and modification time they had then.
+
+    Kept in the index's SQLite file (its own table, whatever store holds the vectors) so the next run
+    reports them without decoding them again, until they change.
+    """
+
+    def __init__(self, database: Path) -> None:
+        self._db = sqlite3.connect(database, timeout=30)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS skipped (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+            "mtime_ns INTEGER NOT NULL, reason TEXT NOT NULL)"
+        )
+
+    def __enter__(self) -> _SkippedFiles:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._db.close()
+
+    def read(self) -> dict[str, tuple[int, int, str]]:
+        rows = self._db.execute("SELECT path, size, mtime_ns, reason FROM skipped")
+        return {path: (size, mtime_ns, reason) for path, size, mtime_ns, reason in rows}
+
+    def remember(self, rows: list[tuple[str, int, int, str]]) -> None:
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?)", rows)
+
+    def forget(self, paths: list[str]) -> None:
+        with self._db:
+            self._db.executemany("DELETE FROM skipped WHERE path = ?", [(path,) for path in paths])
+
+
+def _stat_key(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 def _same_stat(record: ImageRecord, path: Path) -> bool:

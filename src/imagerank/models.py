@@ -12,17 +12,21 @@ import functools
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from importlib import util as importlib_util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
 
 from imagerank.errors import UnknownModelError, WeightsNotFoundError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -82,16 +86,32 @@ class BackboneSpec:
         return np.asarray(cropped, dtype=np.uint8)
 
 
-class Normalize(nn.Module):
-    """Turns (N, H, W, 3) uint8 batches into normalized (N, 3, H, W) float tensors inside the graph."""
+@functools.cache
+def _normalize_class() -> type:
+    """`Normalize`, defined on first use: it subclasses `torch.nn.Module`, and importing this module must not
+    import torch (a search by id, or the backbone list, needs no deep-learning framework)."""
+    import torch
+    from torch import nn
 
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        super().__init__()
-        self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(std).view(1, 3, 1, 1)))
-        self.register_buffer("shift", (torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1))
+    class Normalize(nn.Module):
+        """Turns (N, H, W, 3) uint8 batches into normalized (N, 3, H, W) float tensors inside the graph."""
 
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return batch.permute(0, 3, 1, 2).float() * self.scale - self.shift
+        def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+            super().__init__()
+            self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(std).view(1, 3, 1, 1)))
+            self.register_buffer("shift", (torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1))
+
+        def forward(self, batch: torch.Tensor) -> torch.Tensor:
+            return batch.permute(0, 3, 1, 2).float() * self.scale - self.shift
+
+    Normalize.__module__ = __name__
+    return Normalize
+
+
+def __getattr__(name: str) -> object:
+    if name == "Normalize":
+        return _normalize_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -142,7 +162,26 @@ def offline_weights_path(name: str) -> Path | None:
 
 
 def torch_hub_checkpoints() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    """torch's download cache, found as `torch.hub.get_dir()` finds it, without importing torch unless it
+    already is (it may have been moved with `torch.hub.set_dir`)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return Path(torch.hub.get_dir()) / "checkpoints"
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch"
+    return Path(os.environ.get("TORCH_HOME", cache)).expanduser() / "hub" / "checkpoints"
+
+
+def spec_with_local_weights(name: str, weights: str | Path | None = None) -> BackboneSpec | None:
+    """The spec of a registered backbone, with the id of its weights when they are a local file (`weights`,
+    or what `offline_weights_path` finds), worked out without reading the weights or importing torch.
+    None for `timm:` models and for weights that would have to be downloaded."""
+    if name.startswith("timm:"):
+        return None
+    entry = get_backbone_entry(name)
+    path = Path(weights).expanduser() if weights is not None else offline_weights_path(name)
+    if path is None or not path.is_file():
+        return None
+    return replace(entry.spec, weights_id=_weights_id(path))
 
 
 def load_classifier(name: str, weights: str | Path | None = None) -> tuple[nn.Module, BackboneSpec]:
@@ -157,8 +196,10 @@ def load_classifier(name: str, weights: str | Path | None = None) -> tuple[nn.Mo
 def load_backbone(name: str, weights: str | Path | None = None) -> tuple[nn.Module, BackboneSpec]:
     """A feature extractor mapping (N, H, W, 3) uint8 batches to pooled (N, dim) features, and its spec."""
     classifier, spec = load_classifier(name, weights)
+    from torch import nn
+
     entry = get_backbone_entry(name)
-    network = nn.Sequential(Normalize(spec.mean, spec.std), entry.to_features(classifier))
+    network = nn.Sequential(_normalize_class()(spec.mean, spec.std), entry.to_features(classifier))
     return network.eval(), spec
 
 
@@ -193,6 +234,8 @@ def _missing_weights_message(entry: BackboneEntry, error: Exception | None) -> s
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -237,6 +280,8 @@ def _weights_id(path: Path) -> str:
 
 
 def _pooled(features: nn.Module) -> nn.Module:
+    from torch import nn
+
     return nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
 
@@ -271,10 +316,14 @@ def _package_file(module: str, *parts: str) -> Callable[[], Path | None]:
 
 def _vgg_fc2(classifier: nn.Module) -> nn.Module:
     """Keras-style `fc2`: conv features, 7x7 pooling, then the first two fully connected layers + ReLU."""
+    from torch import nn
+
     return nn.Sequential(classifier.features, classifier.avgpool, nn.Flatten(), *classifier.classifier[:5])
 
 
 def _resnet_features(classifier: nn.Module) -> nn.Module:
+    from torch import nn
+
     classifier.fc = nn.Identity()
     return classifier
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import html
 import logging
+import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -24,9 +26,17 @@ import numpy as np
 from PIL import Image
 
 from imagerank import __version__, plots
-from imagerank.evaluation import EvaluationResult, dataset_embeddings, evaluate_split, labelled_images
+from imagerank.errors import BadImageError
+from imagerank.evaluation import (
+    EvaluationResult,
+    LabelledEmbeddings,
+    dataset_embeddings,
+    embed_labelled_folder,
+    evaluate_split,
+    labelled_images,
+)
 from imagerank.models import DEFAULT_MODEL
-from imagerank.protocols import SEED_PROTOCOL, Protocol, Split
+from imagerank.protocols import AUTO_PROTOCOL, Protocol, Split
 from imagerank.ranking import Ranker, get_method
 
 if TYPE_CHECKING:
@@ -37,8 +47,10 @@ __all__ = [
     "EvaluatedDataset",
     "Report",
     "build_report",
+    "dataset_embeddings",
     "evaluate_dataset",
     "image_sizes",
+    "labelled_images",
     "save_figure",
 ]
 
@@ -100,6 +112,10 @@ class EvaluatedDataset:
     split: Split
     result: EvaluationResult
     rankers: dict[str, Ranker]
+    protocol: Protocol
+    skipped: list[BadImageError] = field(default_factory=list)
+    """Files of the folder that could not be read or decoded, left out as `imagerank index` leaves them."""
+    dropped_labels: dict[str, int] = field(default_factory=dict)
     _ranked: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
@@ -180,31 +196,39 @@ class EvaluatedDataset:
 def evaluate_dataset(
     dataset_dir: str | Path,
     model: str = DEFAULT_MODEL,
-    protocol: Protocol = SEED_PROTOCOL,
+    protocol: Protocol = AUTO_PROTOCOL,
     methods: Sequence[str] = DEFAULT_METHODS,
     k: int = 10,
     show_progress_bar: bool = False,
+    min_per_label: int = 1,
 ) -> EvaluatedDataset:
-    """List, embed (cached) and evaluate a folder with one subfolder per label."""
-    paths, labels = labelled_images(dataset_dir)
-    vectors = dataset_embeddings(paths, model, show_progress_bar)
-    return _evaluated(paths, labels, vectors, model, protocol, methods, k)
+    """List, embed (cached) and evaluate a folder with one subfolder per label; bad files are skipped."""
+    embedded = embed_labelled_folder(dataset_dir, [model], min_per_label, show_progress_bar)
+    return _evaluated(embedded, model, protocol, methods, k)
 
 
 def _evaluated(
-    paths: list[Path],
-    labels: np.ndarray,
-    vectors: np.ndarray,
-    model: str,
-    protocol: Protocol,
-    methods: Sequence[str],
-    k: int,
+    embedded: LabelledEmbeddings, model: str, protocol: Protocol, methods: Sequence[str], k: int
 ) -> EvaluatedDataset:
+    labels = embedded.labels
+    protocol = protocol.fitted(labels)
     split = protocol.split(labels)
     rankers = {name: get_method(name) for name in methods}
     # evaluate_split fits every ranker on the training part; the fitted rankers then draw the figures.
-    result = evaluate_split(vectors, labels, split, rankers, protocol.name, k)
-    return EvaluatedDataset(paths, labels, vectors, model, split, result, rankers)
+    result = evaluate_split(embedded.vectors[model], labels, split, rankers, protocol.name, k)
+    result = replace(result, protocol_parameters=protocol.parameters())
+    return EvaluatedDataset(
+        embedded.paths,
+        labels,
+        embedded.vectors[model],
+        model,
+        split,
+        result,
+        rankers,
+        protocol,
+        embedded.skipped,
+        embedded.dropped_labels,
+    )
 
 
 @dataclass
@@ -215,6 +239,9 @@ class Report:
     html: Path
     figures: dict[str, Path]
     seconds: dict[str, float]
+    protocol: Protocol
+    """The protocol evaluated (``auto`` resolved to the one it picked)."""
+    skipped: list[BadImageError] = field(default_factory=list)
 
 
 class _Stages:
@@ -269,7 +296,7 @@ class _Page:
 def build_report(
     dataset_dir: str | Path,
     out_dir: str | Path,
-    protocol: Protocol = SEED_PROTOCOL,
+    protocol: Protocol = AUTO_PROTOCOL,
     models: Sequence[str] = (DEFAULT_MODEL,),
     methods: Sequence[str] = DEFAULT_METHODS,
     k: int = 10,
@@ -277,24 +304,81 @@ def build_report(
     map_per_label: int = 10,
     seed: int = 0,
     show_progress: bool = False,
+    min_per_label: int = 1,
 ) -> Report:
     """Write the report on a labelled dataset to ``out_dir`` and return where everything went.
 
     The first model is evaluated with every method (quality, examples, confusions); every model gets an
     embedding map. Maps show up to ``map_per_label`` candidates and queries of each label, images no
     method was trained on, so a learned projection's map is not flattered by its own training data.
+    Files that cannot be decoded are skipped and listed in the report, as `imagerank index` skips them.
+
+    The folder is written under a temporary name beside ``out_dir`` and renamed into place when complete:
+    a failed run leaves ``out_dir`` as it was (an earlier report stays whole).
     """
-    stage = _Stages(show_progress)
     out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        report = _write_report(
+            Path(dataset_dir),
+            partial,
+            protocol,
+            models,
+            methods,
+            k,
+            n_examples,
+            map_per_label,
+            seed,
+            show_progress,
+            min_per_label,
+        )
+        _replace_folder(partial, out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return Report(
+        out,
+        out / report.html.relative_to(partial),
+        {name: out / path.relative_to(partial) for name, path in report.figures.items()},
+        report.seconds,
+        report.protocol,
+        report.skipped,
+    )
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Rename ``new`` to ``target``; an existing ``target`` is moved aside first and removed after."""
+    if not target.exists():
+        new.rename(target)
+        return
+    old = target.with_name(f".{target.name}.{os.getpid()}.old")
+    target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_report(
+    dataset_dir: Path,
+    out: Path,
+    protocol: Protocol,
+    models: Sequence[str],
+    methods: Sequence[str],
+    k: int,
+    n_examples: int,
+    map_per_label: int,
+    seed: int,
+    show_progress: bool,
+    min_per_label: int,
+) -> Report:
+    stage = _Stages(show_progress)
     page = _Page(out)
-    with stage("listing images"):
-        paths, labels = labelled_images(dataset_dir)
-    _dataset_section(page, stage, paths, labels, seed)
     with stage("embedding", spinner=False):
-        vectors = {model: dataset_embeddings(paths, model, show_progress) for model in models}
+        embedded = embed_labelled_folder(dataset_dir, models, min_per_label, show_progress)
     with stage("evaluating"):
-        data = _evaluated(paths, labels, vectors[models[0]], models[0], protocol, methods, k)
-    _maps_section(page, stage, data, vectors, map_per_label, seed)
+        data = _evaluated(embedded, models[0], protocol, methods, k)
+    _dataset_section(page, stage, data, seed)
+    _maps_section(page, stage, data, embedded.vectors, map_per_label, seed)
     with stage("quality figures"):
         _quality_section(page, data)
     with stage("example grids"):
@@ -302,13 +386,26 @@ def build_report(
     with stage("confusions"):
         _confusion_section(page, data, k)
     with stage("writing html"):
-        html_path = _write_html(page, Path(dataset_dir), data, models, stage.seconds)
-    return Report(out, html_path, page.figures, stage.seconds)
+        html_path = _write_html(page, dataset_dir, data, models, stage.seconds)
+    return Report(out, html_path, page.figures, stage.seconds, data.protocol, data.skipped)
 
 
-def _dataset_section(page: _Page, stage: _Stages, paths: list[Path], labels: np.ndarray, seed: int) -> None:
+def _dataset_section(page: _Page, stage: _Stages, data: EvaluatedDataset, seed: int) -> None:
+    paths, labels = data.paths, data.labels
     page.section("Dataset")
     page.add_html(f"<p>{len(paths):,} images in {len(np.unique(labels))} labels.</p>")
+    if data.skipped:
+        items = "".join(
+            f"<li><code>{html.escape(str(error.path))}</code>: {html.escape(error.reason)}</li>"
+            for error in data.skipped
+        )
+        page.add_html(
+            f"<p>{len(data.skipped)} files skipped (as <code>imagerank index</code> skips them):</p>"
+        )
+        page.add_html(f"<ul>{items}</ul>")
+    if data.dropped_labels:
+        dropped = ", ".join(f"{html.escape(name)} ({count})" for name, count in data.dropped_labels.items())
+        page.add_html(f"<p>Labels left out for having too few images: {dropped}.</p>")
     with stage("dataset figures"):
         page.add_figure("label_counts", plots.label_counts_figure(labels), "Images per label", svg=True)
         thumbnails = plots.label_thumbnails_figure(paths, labels, seed=seed)
@@ -435,7 +532,7 @@ def _write_html(
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{_STYLE}</style></head>
 <body><h1>imagerank report: {html.escape(dataset_dir.name)}</h1>
 <p>Dataset <code>{html.escape(str(dataset_dir))}</code>; models {html.escape(", ".join(models))};
-methods {html.escape(", ".join(data.result.methods))}; protocol {html.escape(data.result.protocol)}.
+methods {html.escape(", ".join(data.result.methods))}; protocol {html.escape(data.protocol.describe())}.
 Generated {datetime.now(UTC).isoformat(timespec="seconds")} by imagerank {__version__}.</p>
 <nav>{nav}</nav>{sections}<p><small>Time per stage: {timing}.</small></p></body></html>
 """

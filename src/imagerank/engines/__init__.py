@@ -49,6 +49,8 @@ _REGISTRY: dict[str, EngineEntry] = {}
 
 AUTO_ORDER: tuple[str, ...] = ("openvino", "onnx", "torch")
 """Fastest first on CPUs, as measured by benchmarks/embed_throughput.py; on other devices only torch runs."""
+EXPORT_ENGINES = frozenset({"openvino", "onnx"})
+"""Engines that run the cached ONNX export: with it cached, they start without PyTorch."""
 
 
 def register_engine(entry: EngineEntry) -> EngineEntry:
@@ -97,9 +99,11 @@ def resolve_engine(name: str, device: str = "cpu") -> str:
 
 
 def create_engine(
-    name: str, network: nn.Module, spec: BackboneSpec, device: str = "cpu", latency: bool = False
+    name: str, network: nn.Module | None, spec: BackboneSpec, device: str = "cpu", latency: bool = False
 ) -> Engine:
     """An engine running `network` (whose preprocessing is `spec`); `name` is resolved by `resolve_engine`.
+
+    `network` may be None for the `EXPORT_ENGINES` when the backbone's ONNX export is already cached.
 
     `latency` tunes the engine for one image at a time (search queries) rather than for throughput.
     """

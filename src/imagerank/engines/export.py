@@ -6,11 +6,13 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
-from imagerank.models import BackboneSpec
+    from imagerank.models import BackboneSpec
 
 logger = logging.getLogger(__name__)
 
@@ -23,16 +25,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, default))
 
 
-def exported_onnx_path(network: nn.Module, spec: BackboneSpec) -> Path:
+def onnx_cache_path(spec: BackboneSpec) -> Path:
+    """Where the ONNX export of this backbone with these weights is cached."""
+    weights_tag = spec.weights_id.replace("#", "-").replace("/", "_") or "default"
+    return cache_dir() / "onnx" / f"{spec.name.replace(':', '_')}-{weights_tag}.onnx"
+
+
+def exported_onnx_path(network: nn.Module | None, spec: BackboneSpec) -> Path:
     """The cached ONNX file for this backbone and these weights, exporting it first if needed.
 
-    The file is written beside its final name and renamed into place, so concurrent or interrupted
-    exports never leave a half-written graph behind.
+    Without a `network` the export must already be cached; then PyTorch is never imported. The file is
+    written beside its final name and renamed into place, so concurrent or interrupted exports never leave
+    a half-written graph behind.
     """
-    weights_tag = spec.weights_id.replace("#", "-").replace("/", "_") or "default"
-    path = cache_dir() / "onnx" / f"{spec.name.replace(':', '_')}-{weights_tag}.onnx"
+    path = onnx_cache_path(spec)
     if path.is_file():
         return path
+    if network is None:
+        raise FileNotFoundError(f"no cached ONNX export of {spec.name} at {path}")
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.partial")
     example = torch.zeros(2, spec.input_size, spec.input_size, 3, dtype=torch.uint8)
@@ -47,6 +59,8 @@ def exported_onnx_path(network: nn.Module, spec: BackboneSpec) -> Path:
 
 
 def _export_onnx(network: nn.Module, example: torch.Tensor, path: Path) -> None:
+    import torch
+
     torch.onnx.export(
         network.cpu().eval(),
         (example,),

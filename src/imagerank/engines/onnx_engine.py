@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime
-from torch import nn
 
 from imagerank.engines.export import exported_onnx_path
-from imagerank.models import BackboneSpec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from imagerank.models import BackboneSpec
 
 
 class OnnxEngine:
@@ -18,7 +22,7 @@ class OnnxEngine:
     name = "onnx"
 
     def __init__(
-        self, network: nn.Module, spec: BackboneSpec, device: str = "cpu", latency: bool = False
+        self, network: nn.Module | None, spec: BackboneSpec, device: str = "cpu", latency: bool = False
     ) -> None:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = os.cpu_count() or 1

@@ -10,13 +10,17 @@ hint: one stream using every core for one image.
 from __future__ import annotations
 
 import queue
+from typing import TYPE_CHECKING
 
 import numpy as np
 import openvino
-from torch import nn
 
 from imagerank.engines.export import exported_onnx_path
-from imagerank.models import BackboneSpec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from imagerank.models import BackboneSpec
 
 
 class OpenVinoEngine:
@@ -25,7 +29,7 @@ class OpenVinoEngine:
     name = "openvino"
 
     def __init__(
-        self, network: nn.Module, spec: BackboneSpec, device: str = "cpu", latency: bool = False
+        self, network: nn.Module | None, spec: BackboneSpec, device: str = "cpu", latency: bool = False
     ) -> None:
         core = openvino.Core()
         model = core.read_model(str(exported_onnx_path(network, spec)))

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from imagerank.errors import BadImageError, ImageRankError, IndexNotFoundError
+from imagerank.errors import BadImageError, ImageRankError, IndexNotFoundError, UnknownLabelError
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ def status_for(error: ImageRankError) -> int:
         UploadTooLargeError: 413,
         UnsupportedUploadError: 415,
         InvalidRequestError: 422,
+        UnknownLabelError: 422,
         IndexNotFoundError: 503,
     }
     return next((code for kind, code in statuses.items() if isinstance(error, kind)), 400)
