@@ -48,10 +48,11 @@ def test_index_command(cli_index) -> None:
 def test_search_json_by_file(cli, cli_index, sample_dir: Path) -> None:
     directory, _ = cli_index
     query = sample_dir / "starfish" / "image_0002.jpg"
-    result = cli("search", query, "--index", directory, "-k", "5", "--json")
+    result = cli("search", query, "--index", directory, "-k", "5", "--json", "--method", "cosine")
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
     assert output["model"] == "mobilenet_v2" and output["query"] == {"file": str(query)}
+    assert output["method"] == "cosine"
     results = output["results"]
     assert len(results) == 5
     assert all({"rank", "score", "path", "label", "id"} <= result.keys() for result in results)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from imagerank import ann, cli_common, decoding, models, protocols
+from imagerank import ann, cli_common, decoding, models, protocols, ranking
 
 DEEP_LEARNING = ("torch", "torchvision", "timm", "onnx", "onnxruntime")
 HEAVY = (*DEEP_LEARNING, "sklearn", "scipy", "matplotlib", "fastapi", "uvicorn", "faiss", "ray", "pymilvus")
@@ -63,18 +63,19 @@ def test_search_by_id_loads_no_deep_learning_framework(sample_index_directory: P
     assert not loaded & set(DEEP_LEARNING), sorted(loaded & set(DEEP_LEARNING))
 
 
-def test_search_by_file_with_a_cached_export_loads_onnx_runtime_but_not_torch(
+def test_search_by_file_with_a_cached_export_loads_its_engine_but_not_torch(
     sample_index_directory: Path, sample_dir: Path
 ) -> None:
     query = sample_dir / "panda" / "image_0001.jpg"
     loaded, printed = loaded_after(run_cli("search", query, "--index", sample_index_directory, "--json"))
     assert json.loads(printed)["results"][0]["path"] == "panda/image_0001.jpg"
-    assert "onnxruntime" in loaded
+    assert loaded & {"openvino", "onnxruntime"}  # the engine `auto` picks, running the cached export
     assert not loaded & {"torch", "torchvision", "timm"}, sorted(loaded & {"torch", "torchvision", "timm"})
 
 
 def test_the_defaults_the_help_shows_are_the_librarys() -> None:
     assert cli_common.DEFAULT_MODEL == models.DEFAULT_MODEL
+    assert cli_common.DEFAULT_METHOD == ranking.DEFAULT_METHOD
     assert cli_common.INDEX_TYPES == ann.INDEX_TYPES
     assert tuple(sorted(decoding.IMAGE_EXTENSIONS)) == cli_common.IMAGE_EXTENSIONS
     assert set(cli_common.PROTOCOL_NAMES) == set(protocols.PROTOCOLS)

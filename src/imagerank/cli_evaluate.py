@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from imagerank.errors import BadImageError
     from imagerank.evaluation import EvaluationResult
 
-DEFAULT_METHODS = "random,cosine,lda,propagation,qe,dba,kreciprocal,probe,probe+qe"
+DEFAULT_METHODS = "random,cosine,lda,propagation,qe,dba,kreciprocal,dba+kreciprocal,probe,probe+qe,hybrid"
 
 # The table is wide (a column per metric, each with its interval): do not squeeze it into 80 columns in logs.
 _out = Console() if sys.stdout.isatty() else Console(width=150)

@@ -30,13 +30,15 @@ from pathlib import Path
 import numpy as np
 
 from imagerank.errors import ImageRankError
-from imagerank.ranking import METHODS, RERANKERS, Ranker, get_method, top_k
+from imagerank.ranking import DEFAULT_METHOD, METHODS, RERANKERS, Ranker, get_method, top_k
 from imagerank.ranking.baselines import CosineRanker, RandomRanker
 from imagerank.ranking.rerank import Reranker
 from imagerank.store import VectorStore, empty_results
 
-DEFAULT_METHOD = "probe+qe"
-"""What `search` ranks with unless told otherwise."""
+SEARCH_SETTINGS: dict[str, dict] = {DEFAULT_METHOD: {"fallback_depth": 300}}
+"""Settings a method takes where users search one query at a time: the default method re-ranks each query
+with its 300 nearest images rather than the whole shortlist (13 ms instead of 68 ms a query against 1,000
+candidates; P@10 on the seed protocol 0.894 either way, see `imagerank.ranking.HybridRanker`)."""
 UNSUPERVISED_FALLBACK = "dba+kreciprocal"
 """What a method that needs labels falls back to on an index with fewer than 2 labels: the best method that
 uses none (seed protocol and unseen categories alike, see README)."""
@@ -125,7 +127,7 @@ def fit_method(store: VectorStore, method: str, vector_id: str) -> FittedMethod:
     snapshot = store_snapshot(store)
     labelled = snapshot.labelled
     n_labels = len(set(snapshot.labels[labelled].tolist()))
-    ranker, fitted_method, note = get_method(method), method, None
+    ranker, fitted_method, note = get_method(method, **SEARCH_SETTINGS.get(method, {})), method, None
     if requires_labels(ranker) and n_labels < 2:
         fitted_method = UNSUPERVISED_FALLBACK
         ranker = get_method(fitted_method)

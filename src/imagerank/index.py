@@ -283,19 +283,6 @@ class Index:
         report = IndexReport(skipped=list(scan.problems))
         known = {record.path: record for record in self.store.all_records()}
         present = {_relative(path, root) for path in scan.files}
-        changed = []
-        for path in scan.files:
-            record = known.get(_relative(path, root))
-            if record is not None and _same_stat(record, path):
-                report.unchanged.append(record.path)
-            else:
-                changed.append(path)
-        self._embed_and_store(changed, root, batch_size, show_progress_bar, report)
-        gone = [
-            record
-            for path, record in known.items()
-            if path not in present and not path.startswith(UPLOADS_PREFIX)  # uploads live elsewhere
-        ]
         with _SkippedFiles(self.directory / DATABASE) as skipped_before:
             bad = skipped_before.read()
             changed = []
@@ -320,7 +307,11 @@ class Index:
             )
             indexed = set(report.indexed)
             skipped_before.forget([path for path in bad if path not in present or path in indexed])
-        gone = [record for path, record in known.items() if path not in present]
+        gone = [
+            record
+            for path, record in known.items()
+            if path not in present and not path.startswith(UPLOADS_PREFIX)  # uploads live elsewhere
+        ]
         self.store.delete([record.id for record in gone if record.id is not None])
         report.removed = [record.path for record in gone]
         self.store.flush()
