@@ -195,7 +195,7 @@ def test_killed_indexing_keeps_what_it_committed_and_resumes(
         assert len(index) == committed
         survivors = {record.path: record.id for record in index.store.all_records()}
         first = index.store.all_records()[0]
-        scores, ids = index.search(index.path_of(first), k=5)
+        scores, ids = index.search(index.path_of(first), k=5, method="cosine")
         found = index.records(ids[0])
         assert len(found) == 5
         assert scores[0, 0] == pytest.approx(1.0, abs=1e-4)

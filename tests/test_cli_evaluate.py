@@ -60,12 +60,13 @@ def test_evaluate_through_an_index_agrees_with_the_arrays(cli, sample_dir: Path,
     searched = result["through_index"]
     assert searched["protocol"] == "per-label (through a hnsw index)"
     assert (searched["n_train"], searched["n_candidates"], searched["n_queries"]) == (20, 40, 20)
-    # cosine is the same search either way; the learned and re-ranking methods differ only in the unlabelled
-    # pool (the index does not hold the queries), a few images of 80
-    assert searched["cosine_p@5"] == result["cosine_p@5"]
-    for method in ("probe+qe", "kreciprocal"):
-        assert abs(searched[f"{method}_p@5"] - result[f"{method}_p@5"]) <= 0.05
-    assert "through a hnsw index" in completed.stdout
+    # the same labels, pool and candidates: on 40 candidates (all in the shortlist) the methods that score
+    # each query on its own rank exactly as on the arrays; k-reciprocal re-ranking sees one query at a time
+    # in the index but all 20 at once on the arrays
+    for method in ("cosine", "probe+qe"):
+        assert searched[f"{method}_p@5"] == pytest.approx(result[f"{method}_p@5"], abs=1e-9)
+    assert abs(searched["kreciprocal_p@5"] - result["kreciprocal_p@5"]) <= 0.1
+    assert "through a hnsw index" in " ".join(completed.stdout.split())  # the table title, however wrapped
 
 
 @pytest.fixture

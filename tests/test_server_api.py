@@ -54,7 +54,7 @@ def test_health_and_stats_describe_the_index(client: httpx.Client) -> None:
 
 
 def test_search_by_upload_finds_the_image_then_its_label(client: httpx.Client, served: Served) -> None:
-    response = upload(client, (served.images / QUERY).read_bytes(), k=5)
+    response = upload(client, (served.images / QUERY).read_bytes(), k=5, method="cosine")
     assert response.status_code == 200
     body = response.json()
     results = body["results"]
@@ -222,7 +222,7 @@ def test_added_images_are_stored_in_the_uploads_folder_under_their_label_and_sea
     saved = served.index_dir / "uploads" / added["path"].removeprefix("uploads://")
     assert saved.read_bytes() == new_image
     assert not list(served.images.rglob("*evil*"))  # the photo folder is left alone
-    best = upload(client, new_image, name="again.png", k=1).json()["results"][0]
+    best = upload(client, new_image, name="again.png", k=1, method="cosine").json()["results"][0]
     assert best["id"] == added["id"] and best["score"] == pytest.approx(1.0, abs=1e-4)
 
 

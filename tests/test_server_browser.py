@@ -165,7 +165,7 @@ def test_label_filter_and_paging(page: sync_api.Page, served: Served) -> None:
 
     page.select_option("#label-filter", "")
     all_ids = wait_for_new_results(page, llama_ids)
-    page.get_by_role("button", name="Next").click()
+    page.locator("#next-page").click()
     next_ids = wait_for_new_results(page, all_ids)
     assert not set(next_ids) & set(all_ids)
     assert page.locator("#page-label").inner_text() == "Results 25\N{EN DASH}48"

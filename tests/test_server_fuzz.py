@@ -31,6 +31,7 @@ OPERATIONS = [
     ("GET", "/api/images/{image_id}/thumbnail", None),
     ("POST", "/api/images", "multipart/form-data"),
     ("GET", "/api/collection", None),
+    ("GET", "/api/methods", None),
 ]
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 

@@ -294,7 +294,7 @@ def search_command(
     if note:
         err.print(f"note: {note}", highlight=False, markup=False)
     where = f" labelled {', '.join(label)}" if label else ""
-    table = Table(title=escape(f"Top {len(results)}{where} like {about}, ranked by {ranked_with}"))
+    table = Table(title=escape(f"Top {len(results)}{where} like {about} (method: {ranked_with})"))
     for column, justify in (
         ("rank", "right"),
         ("id", "right"),

@@ -412,6 +412,7 @@ class Index:
         re-score the store's cosine shortlist (see `imagerank.fitted`) and their scores are their own.
         `exclude` ids are never returned, nor seen by a method as candidates.
         """
+        self._check_labels(labels)
         return self._ranked(self._query_vectors(query), k, labels, method, exclude)
 
     def search_by_id(

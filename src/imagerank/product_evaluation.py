@@ -1,11 +1,12 @@
 """Evaluate ranking methods through the product's search path: a real index, its store and `Index.search`.
 
 `imagerank.evaluation.evaluate_split` ranks arrays in memory. Here the same split is written into an index
-(the training images with their labels, the candidates without), each method is fitted on it as `imagerank
-index` fits it, and every query is searched with `Index.search` among the unlabelled images, in the layout
-asked for. The two agree when the search path is right; where they differ, the difference is what users
-get (an approximate layout, the cosine shortlist a method re-scores, or the queries, which the product
-never sees in advance, missing from the unlabelled pool).
+(the training images with their labels, the candidates and queries without), each method is fitted on it as
+`imagerank index` fits it, and every query is searched with `Index.search` among the unlabelled images, the
+queries left out, in the layout asked for. The two see the same labels and the same unlabelled pool; where
+they differ, the difference is what users get: an approximate layout, the cosine shortlist a method
+re-scores (`imagerank.fitted.SHORTLIST`), the settings a method takes for searching one query at a time
+(`imagerank.fitted.SEARCH_SETTINGS`), and re-rankers that see each query alone rather than all of them.
 """
 
 from __future__ import annotations
@@ -54,11 +55,13 @@ def evaluate_split_through_index(
     scores = {}
     with tempfile.TemporaryDirectory(prefix="imagerank-evaluation-") as directory:
         index = _index_of_split(Path(directory), vectors, labels, split, index_type)
-        position_of = _candidate_positions(index)
+        position_of, query_ids = _positions(index)
         for method in methods:
             started = time.perf_counter()
             index.fit(method)
-            _, ids = index.search(vectors[split.queries], k=depth, labels=[None], method=method)
+            _, ids = index.search(
+                vectors[split.queries], k=depth, labels=[None], method=method, exclude=query_ids
+            )
             seconds = time.perf_counter() - started
             ranked = np.where(ids >= 0, position_of[np.maximum(ids, 0)], -1)
             relevant = metrics.relevance_matrix(ranked, candidate_labels, query_labels)
@@ -77,26 +80,31 @@ def evaluate_split_through_index(
 def _index_of_split(
     directory: Path, vectors: np.ndarray, labels: np.ndarray, split: Split, index_type: str
 ) -> Index:
-    """An index holding the training images with their labels, then the candidates without."""
+    """An index holding the training images with their labels, then the candidates and queries without."""
     store = FaissStore(directory, vectors.shape[1], index_type)
     rows = [(f"train/{i}", str(labels[i])) for i in split.train]
     rows += [(f"candidate/{position}", None) for position in range(len(split.candidates))]
+    rows += [(f"query/{position}", None) for position in range(len(split.queries))]
     records = [
         ImageRecord(path=path, label=label, digest=path, size=0, mtime_ns=0, width=1, height=1)
         for path, label in rows
     ]
-    store.upsert(records, vectors[np.concatenate([split.train, split.candidates])])
+    store.upsert(records, vectors[np.concatenate([split.train, split.candidates, split.queries])])
     store.flush()
     manifest = {"vector_id": _VECTOR_ID, "dim": vectors.shape[1], "model": _VECTOR_ID}
     return Index(directory, manifest, store)
 
 
-def _candidate_positions(index: Index) -> np.ndarray:
-    """An array mapping store ids to positions among the split's candidates (-1 for training images)."""
+def _positions(index: Index) -> tuple[np.ndarray, set[int]]:
+    """An array mapping store ids to positions among the split's candidates (-1 for the others), and the
+    store ids of the queries."""
     records = index.store.all_records()
     positions = np.full(max(int(record.id or 0) for record in records) + 1, -1, dtype=np.int64)
+    queries = set()
     for record in records:
         kind, position = record.path.split("/")
         if kind == "candidate":
             positions[int(record.id or 0)] = int(position)
-    return positions
+        elif kind == "query":
+            queries.add(int(record.id or 0))
+    return positions, queries

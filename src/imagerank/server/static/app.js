@@ -15,18 +15,32 @@ const apiKey = {
   },
 };
 const plainFetch = window.fetch.bind(window);
+// The page starts several requests at once; those refused together share one prompt.
+let asking = null;
+function askForKey(status) {
+  asking ??= Promise.resolve()
+    .then(() => {
+      const asked = window.prompt(
+        status === 401 ? "This server needs an API key:" : "That API key was refused. API key:",
+      );
+      if (asked) apiKey.set(asked.trim());
+      return Boolean(asked);
+    })
+    .finally(() => {
+      asking = null;
+    });
+  return asking;
+}
 window.fetch = async (resource, options = {}) => {
   for (let attempt = 0; ; attempt++) {
+    const sent = apiKey.get();
     const headers = new Headers(options.headers || {});
-    if (apiKey.get()) headers.set("Authorization", `Bearer ${apiKey.get()}`);
+    if (sent) headers.set("Authorization", `Bearer ${sent}`);
     const response = await plainFetch(resource, { ...options, headers });
-    const refused = response.status === 401 || (response.status === 403 && apiKey.get());
+    const refused = response.status === 401 || (response.status === 403 && sent);
     if (!refused || attempt >= 2) return response;
-    const asked = window.prompt(
-      response.status === 401 ? "This server needs an API key:" : "That API key was refused. API key:",
-    );
-    if (!asked) return response;
-    apiKey.set(asked.trim());
+    if (apiKey.get() !== sent) continue; // a key was entered meanwhile: try again with it
+    if (!(await askForKey(response.status))) return response;
   }
 };
 
