@@ -7,8 +7,10 @@ const $ = (selector) => document.querySelector(selector);
 // this tab. Every fetch sends it as a Bearer header; <img> requests cannot, so a same-site cookie carries it
 // for them (the server accepts that cookie for reads only, never for writes).
 const apiKey = {
+  answers: 0, // how many times a key was entered in this page
   get: () => sessionStorage.getItem("imagerank-key") || "",
   set(key) {
+    apiKey.answers += 1;
     sessionStorage.setItem("imagerank-key", key);
     const secure = location.protocol === "https:" ? "; Secure" : "";
     document.cookie = `imagerank_key=${encodeURIComponent(key)}; path=/; SameSite=Strict${secure}`;
@@ -34,12 +36,13 @@ function askForKey(status) {
 window.fetch = async (resource, options = {}) => {
   for (let attempt = 0; ; attempt++) {
     const sent = apiKey.get();
+    const answersBefore = apiKey.answers;
     const headers = new Headers(options.headers || {});
     if (sent) headers.set("Authorization", `Bearer ${sent}`);
     const response = await plainFetch(resource, { ...options, headers });
     const refused = response.status === 401 || (response.status === 403 && sent);
     if (!refused || attempt >= 2) return response;
-    if (apiKey.get() !== sent) continue; // a key was entered meanwhile: try again with it
+    if (apiKey.answers !== answersBefore) continue; // a key was entered meanwhile: try again with it
     if (!(await askForKey(response.status))) return response;
   }
 };
