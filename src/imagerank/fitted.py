@@ -224,36 +224,32 @@ def load_fit(directory: Path, method: str) -> FittedMethod | None:
     Fits are pickles written by imagerank into the index directory; like the index's other files, only
     open indexes you trust.
     """
-    path = fit_path(directory, method)
+    return _read_fit(fit_path(directory, method))
+
+
+def list_fits(directory: Path) -> list[FittedMethod]:
+    """Every readable fit saved in an index directory."""
+    fits = (_read_fit(path) for path in sorted((directory / FITS_DIR).glob("*.pkl")))
+    return [fitted for fitted in fits if fitted is not None]
+
+
+def _read_fit(path: Path) -> FittedMethod | None:
     try:
         with path.open("rb") as file:
             stored = pickle.load(file)
         return FittedMethod(
             info=FitInfo(**stored["info"]), ranker=stored["ranker"], snapshot=Snapshot(**stored["snapshot"])
         )
-    except FileNotFoundError:
+    except (
+        FileNotFoundError,
+        pickle.UnpicklingError,
+        EOFError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        ImportError,
+    ):
         return None
-    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError, ImportError):
-        return None
-
-
-def list_fits(directory: Path) -> list[FittedMethod]:
-    """Every readable fit saved in an index directory."""
-    fits = []
-    for path in sorted((directory / FITS_DIR).glob("*.pkl")):
-        try:
-            with path.open("rb") as file:
-                stored = pickle.load(file)
-            fits.append(
-                FittedMethod(
-                    info=FitInfo(**stored["info"]),
-                    ranker=stored["ranker"],
-                    snapshot=Snapshot(**stored["snapshot"]),
-                )
-            )
-        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError, ImportError):
-            continue
-    return fits
 
 
 def search_fitted(
