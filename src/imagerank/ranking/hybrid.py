@@ -22,7 +22,13 @@ from imagerank.ranking._base import (
     posterior_similarity,
     sharpened_posteriors,
 )
-from imagerank.ranking.learned import _fit_pool, axis_scales, class_indices, principal_subspace
+from imagerank.ranking.learned import (
+    _fit_pool,
+    axis_scales,
+    class_indices,
+    confidence_above_chance,
+    principal_subspace,
+)
 from imagerank.ranking.rerank import augmented_scores, kreciprocal_scores
 
 
@@ -179,12 +185,6 @@ class HybridRanker(Ranker):
             gram = local @ local.T
             fallback[row, shortlist] = scaled_per_row(kreciprocal_scores(augmented_scores(gram, gram), 1))[0]
         return fallback
-
-
-def confidence_above_chance(logits: np.ndarray) -> np.ndarray:
-    """Return the largest posterior rescaled so that 0 is chance (1 / n_classes) and 1 is certainty."""
-    chance = 1.0 / logits.shape[1]
-    return (sharpened_posteriors(logits, 1.0).max(axis=1) - chance) / (1.0 - chance)
 
 
 def scaled_per_row(scores: np.ndarray) -> np.ndarray:

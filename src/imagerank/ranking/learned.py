@@ -269,8 +269,8 @@ def known_class_gate(
     The confidence read is the query's own (30%) averaged with that of its nearest candidates by
     ``plain`` cosine (70%), which separates seen from unseen categories better than either alone.
     """
-    query_confidence = _confidence_above_chance(query_logits)
-    candidate_confidence = _confidence_above_chance(candidate_logits)
+    query_confidence = confidence_above_chance(query_logits)
+    candidate_confidence = confidence_above_chance(candidate_logits)
     n_neighbours = min(_GATE_NEIGHBOURS, plain.shape[1])
     if n_neighbours == 0:
         return np.ones((len(query_logits), 1))
@@ -279,7 +279,7 @@ def known_class_gate(
     return expit(slope * (confidence - threshold))[:, None]
 
 
-def _confidence_above_chance(logits: np.ndarray) -> np.ndarray:
+def confidence_above_chance(logits: np.ndarray) -> np.ndarray:
     """Return the largest posterior rescaled so that 0 is chance (1 / n_classes) and 1 is certainty."""
     chance = 1.0 / logits.shape[1]
     return (sharpened_posteriors(logits, 1.0).max(axis=1) - chance) / (1.0 - chance)
