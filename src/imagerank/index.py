@@ -45,6 +45,7 @@ from imagerank.store import (
     read_manifest,
     write_json_atomically,
 )
+from imagerank.text import TextRanker, checked_text, create_text_ranker
 
 FORMAT = "imagerank-index"
 FORMAT_VERSION = 1
@@ -74,6 +75,16 @@ class IndexReport:
             f"{len(self.indexed)} indexed, {len(self.unchanged)} unchanged, "
             f"{len(self.removed)} removed, {len(self.skipped)} skipped{known}"
         )
+
+
+@dataclass
+class _FittedTextRanker:
+    """A text ranker fitted on the index as it was at `version` (its size and store generation)."""
+
+    version: tuple[int, int | None]
+    ids: np.ndarray
+    labels: np.ndarray
+    ranker: TextRanker
 
 
 class Index:
@@ -106,6 +117,7 @@ class Index:
         self._device = device
         self._address = address
         self._fits: dict[str, FittedMethod] = {}
+        self._text: _FittedTextRanker | None = None
 
     @classmethod
     def create(
@@ -426,6 +438,30 @@ class Index:
         self._check_labels(labels)
         return self._ranked(self.store.vectors([image_id]), k, labels, method, exclude=(image_id,))
 
+    def search_text(
+        self, text: str, k: int = 10, labels: Sequence[str | None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) for a text query, shaped (1, k) like `search`, -1 where none.
+
+        The text ranker follows the backbone (`imagerank.text.create_text_ranker`). It is fitted on the
+        index's vectors and labels at the first text search, and again once the index has changed.
+        `labels` restricts results as in `search`. Raises TextQueryError for an empty or too long text.
+        """
+        text = checked_text(text)
+        self._check_labels(labels)
+        fitted = self._fitted_text_ranker()
+        if not len(fitted.ids):
+            return empty_results(1, k)
+        scores = np.asarray(fitted.ranker.score(text), dtype=np.float32)
+        candidates = np.arange(len(fitted.ids))
+        if labels:
+            wanted = [label or "" for label in labels]
+            candidates = candidates[np.isin(fitted.labels, wanted)]
+        top = candidates[np.argsort(-scores[candidates], kind="stable")[:k]]
+        ranked_scores, ranked_ids = empty_results(1, k)
+        ranked_scores[0, : len(top)], ranked_ids[0, : len(top)] = scores[top], fitted.ids[top]
+        return ranked_scores, ranked_ids
+
     def fitted(self, method: str | None = None) -> FittedMethod:
         """The fit of ``method`` (default: `default_method`): kept in memory, else read from the index
         directory, else fitted now and saved there."""
@@ -526,6 +562,20 @@ class Index:
 
     def close(self) -> None:
         self.store.close()
+
+    def _fitted_text_ranker(self) -> _FittedTextRanker:
+        version = (len(self.store), getattr(self.store, "generation", None))
+        if self._text is None or self._text.version != version:
+            records = sorted(self.store.all_records(), key=lambda record: int(record.id or 0))
+            ids = np.fromiter((int(record.id or 0) for record in records), dtype=np.int64, count=len(records))
+            labels = [record.label for record in records]
+            ranker = create_text_ranker(self.model, weights=self._weights)
+            if len(ids):
+                ranker.fit(self.store.vectors(ids.tolist()), labels)
+            self._text = _FittedTextRanker(
+                version, ids, np.asarray([label or "" for label in labels], dtype=object), ranker
+            )
+        return self._text
 
     def _query_vectors(self, query: np.ndarray | Image.Image | str | Path) -> np.ndarray:
         if isinstance(query, np.ndarray):
