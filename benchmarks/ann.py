@@ -33,10 +33,11 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.decomposition import PCA
 
-from imagerank.ann import recall_at_k
-from imagerank.evaluation import dataset_embeddings, labelled_images
-from imagerank.protocols import SEED_PROTOCOL
-from imagerank.store import FaissStore, ImageRecord
+from imagerank.evaluation.evaluate import dataset_embeddings, labelled_images
+from imagerank.evaluation.protocols import SEED_PROTOCOL
+from imagerank.store.ann import recall_at_k
+from imagerank.store.base import ImageRecord
+from imagerank.store.faiss_store import FaissStore
 
 DATASET = Path(__file__).resolve().parents[2] / "shared/datasets/caltech101/101_ObjectCategories"
 CHUNK = 20_000

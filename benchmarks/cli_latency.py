@@ -28,8 +28,8 @@ from rich.console import Console
 from rich.table import Table
 
 from imagerank import Index
-from imagerank.embedding import l2_normalized
-from imagerank.store import ImageRecord
+from imagerank.embedding.embedder import l2_normalized
+from imagerank.store.base import ImageRecord
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SAMPLE = SRC.parent / "sample" / "caltech101"

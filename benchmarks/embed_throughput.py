@@ -37,9 +37,9 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from imagerank.decoding import scan_image_files
-from imagerank.embedding import create_embedder
-from imagerank.engines import AUTO_ORDER, engine_available
+from imagerank.embedding.decoding import scan_image_files
+from imagerank.embedding.engines import AUTO_ORDER, engine_available
+from imagerank.embedding.factory import create_embedder
 
 DATASET = Path(__file__).resolve().parents[2] / "shared/datasets/caltech101/101_ObjectCategories"
 PHOTOS = Path(tempfile.gettempdir()) / "imagerank-bench-photos-v1"

@@ -4,8 +4,8 @@ Usage:
     python benchmarks/learned_search.py [--vectors 100000] [--methods cosine,probe+qe,...] [--skip-quality]
 
 1. Quality. The seed protocol on Caltech-101 (MobileNetV2, cached embeddings) is evaluated twice per method:
-   on arrays (`imagerank.evaluation.evaluate_split`, what `imagerank evaluate` prints) and through an index
-   (`imagerank.product_evaluation`: training images labelled, candidates unlabelled, each query searched
+   on arrays (`evaluation.evaluate.evaluate_split`, what `imagerank evaluate` prints) and through an index
+   (`imagerank.evaluation.product`: training images labelled, candidates unlabelled, each query searched
    with `Index.search` among the unlabelled images), for the flat, HNSW and IVF-PQ layouts.
 2. Speed. An index of `--vectors` vectors on disk: the 9,144 real Caltech-101 vectors with their 102 folder
    labels plus vectors drawn from the Gaussian mixture of `benchmarks/ann.py`, unlabelled, in the layout
@@ -28,13 +28,13 @@ from ann import DATASET, MixtureGenerator
 from rich.console import Console
 from rich.table import Table
 
-from imagerank.evaluation import dataset_embeddings, evaluate_split, labelled_images
-from imagerank.fitted import DEFAULT_METHOD
-from imagerank.index import Index
-from imagerank.product_evaluation import evaluate_split_through_index
-from imagerank.protocols import SEED_PROTOCOL
+from imagerank.evaluation.evaluate import dataset_embeddings, evaluate_split, labelled_images
+from imagerank.evaluation.product import evaluate_split_through_index
+from imagerank.evaluation.protocols import SEED_PROTOCOL
+from imagerank.index.core import Index
+from imagerank.index.fitted import DEFAULT_METHOD
 from imagerank.ranking import get_method
-from imagerank.store import ImageRecord
+from imagerank.store.base import ImageRecord
 
 console = Console(width=150)
 

@@ -31,9 +31,10 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from milvus_server import MilvusProcess
 
-from imagerank.embedding import l2_normalized
-from imagerank.store import FaissStore, ImageRecord
-from imagerank.store_milvus import open_milvus_store
+from imagerank.embedding.embedder import l2_normalized
+from imagerank.store.base import ImageRecord
+from imagerank.store.faiss_store import FaissStore
+from imagerank.store.milvus import open_milvus_store
 
 BATCH = 1000
 K = 10

@@ -23,8 +23,9 @@ from embed_throughput import DATASET, spread_sample
 from rich.console import Console
 from rich.table import Table
 
-from imagerank.decoding import scan_image_files
-from imagerank.embedding import Embedder, create_embedder
+from imagerank.embedding.decoding import scan_image_files
+from imagerank.embedding.embedder import Embedder
+from imagerank.embedding.factory import create_embedder
 
 
 def vectors_and_seconds(embedder: Embedder, files: list[Path], batch_size: int) -> tuple[np.ndarray, float]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from imagerank.report import build_report, dataset_embeddings, evaluate_dataset, labelled_images
+from imagerank.report.html import build_report, dataset_embeddings, evaluate_dataset, labelled_images
 
 DATASET = Path(__file__).resolve().parents[2] / "shared/datasets/caltech101/101_ObjectCategories"
 TARGET_SECONDS = 60.0

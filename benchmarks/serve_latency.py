@@ -36,8 +36,8 @@ from rich.console import Console
 from rich.table import Table
 
 from imagerank import Index
-from imagerank.embedding import l2_normalized
-from imagerank.store import ImageRecord
+from imagerank.embedding.embedder import l2_normalized
+from imagerank.store.base import ImageRecord
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample" / "caltech101"
 QUERY = SAMPLE / "pizza" / "image_0001.jpg"
@@ -143,7 +143,7 @@ def library_baseline(index: Index, ids: np.ndarray, query: Path, by_id_count: in
 
 
 def _decoded(data: bytes):
-    from imagerank.decoding import open_image
+    from imagerank.embedding.decoding import open_image
 
     return open_image(data)
 

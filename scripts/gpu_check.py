@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imagerank.embedding import create_embedder
+from imagerank.embedding.factory import create_embedder
 
 
 def main() -> None:

@@ -100,7 +100,7 @@ import sys
 import numpy as np
 import ray
 import ray._private.state  # the actor table from the GCS; ray.util.state needs the dashboard (ray[default])
-from imagerank.index import Index
+from imagerank.index.core import Index
 
 address, local_dir, ray_dir = sys.argv[1:]
 failed = False

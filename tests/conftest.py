@@ -21,8 +21,9 @@ import pytest
 _SESSION_CACHE = Path(tempfile.mkdtemp(prefix="imagerank-test-cache-"))
 os.environ["IMAGERANK_CACHE"] = str(_SESSION_CACHE)
 
-from imagerank.embedding import Embedder, create_embedder  # noqa: E402
-from imagerank.index import Index, IndexReport  # noqa: E402
+from imagerank.embedding.embedder import Embedder  # noqa: E402
+from imagerank.embedding.factory import create_embedder  # noqa: E402
+from imagerank.index.core import Index, IndexReport  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample" / "caltech101"

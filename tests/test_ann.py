@@ -1,4 +1,4 @@
-"""Index layouts (`imagerank.ann`) in the real FAISS + SQLite store: each finds the exact neighbours it
+"""Index layouts (`imagerank.store.ann`) in the real FAISS + SQLite store: each finds the exact neighbours it
 claims to, reports the recall it measured, survives deletes, reopening and growth."""
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagerank import ann
-from imagerank import store as store_module
-from imagerank.ann import INDEX_TYPES, IndexPlan, plan_index, recall_at_k
 from imagerank.errors import ImageRankError
-from imagerank.store import FaissStore, ImageRecord
+from imagerank.store import ann
+from imagerank.store import faiss_store as store_module
+from imagerank.store.ann import INDEX_TYPES, IndexPlan, plan_index, recall_at_k
+from imagerank.store.base import ImageRecord
+from imagerank.store.faiss_store import FaissStore
 
 DIM = 64
 COUNT = 11_000  # enough to train IVF-PQ's smallest layout (256 lists)

@@ -17,8 +17,8 @@ import pytest
 from conftest import copy_sample
 from corpus import write_bad_corpus
 
-from imagerank.embedding import Embedder
-from imagerank.index import Index
+from imagerank.embedding.embedder import Embedder
+from imagerank.index.core import Index
 
 SUMMARY = re.compile(r"(\d+) indexed, (\d+) unchanged, (\d+) removed, (\d+) skipped")
 

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from imagerank import ann, cli_common, decoding, models, protocols, ranking
+from imagerank import ranking
+from imagerank.cli import common as cli_common
+from imagerank.embedding import decoding, models
+from imagerank.evaluation import protocols
+from imagerank.store import ann
 
 DEEP_LEARNING = ("torch", "torchvision", "timm", "onnx", "onnxruntime")
 HEAVY = (*DEEP_LEARNING, "sklearn", "scipy", "matplotlib", "fastapi", "uvicorn", "faiss", "ray", "pymilvus")

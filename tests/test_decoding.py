@@ -23,7 +23,7 @@ from corpus import (
 )
 from PIL import Image, ImageFile, features
 
-from imagerank.decoding import (
+from imagerank.embedding.decoding import (
     IMAGE_EXTENSIONS,
     MAX_IMAGE_PIXELS,
     UPLOAD_NAME,

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from corpus import write_bad_corpus
 
-from imagerank.embedding import Embedder, cache_dir, create_embedder
-from imagerank.engines import AUTO_ORDER, engine_available
+from imagerank.embedding.embedder import Embedder, cache_dir
+from imagerank.embedding.engines import AUTO_ORDER, engine_available
+from imagerank.embedding.factory import create_embedder
 from imagerank.errors import BadImageError, ImageRankError
 
 CPU_ENGINES = [name for name in AUTO_ORDER if name != "torch"]

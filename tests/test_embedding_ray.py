@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from corpus import write_bad_corpus
 
-from imagerank.embedding import Embedder, create_embedder
-from imagerank.embedding_ray import EmbeddingActor, RayEmbedder
+from imagerank.embedding.embedder import Embedder
+from imagerank.embedding.factory import create_embedder
+from imagerank.embedding.ray_embedder import EmbeddingActor, RayEmbedder
 from imagerank.errors import ModelMismatchError
-from imagerank.index import Index, IndexReport
+from imagerank.index.core import Index, IndexReport
 
 ray = pytest.importorskip("ray")
 
@@ -129,7 +130,7 @@ def test_a_one_cpu_ray_instance_embeds_instead_of_waiting_forever(
     script = textwrap.dedent(
         f"""
         import numpy as np, ray
-        from imagerank.embedding_ray import RayEmbedder
+        from imagerank.embedding.ray_embedder import RayEmbedder
         ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR")
         engine = RayEmbedder("mobilenet_v2", shard_dir={str(tmp_path / "shards")!r})
         batches = list(engine.iter_encode_files({files!r}, batch_size=2))

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagerank.embedding import ENGINES, Embedder, create_embedder
-from imagerank.engines import engine_available, resolve_engine
+from imagerank.embedding.embedder import ENGINES, Embedder
+from imagerank.embedding.engines import engine_available, resolve_engine
+from imagerank.embedding.factory import create_embedder
 from imagerank.errors import ImageRankError
 
 pytest.importorskip("openvino")
@@ -37,7 +38,7 @@ def test_a_missing_engine_falls_back_with_a_clear_message(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, sample_files: list[Path]
 ) -> None:
     _uninstall(monkeypatch, "openvino")
-    with caplog.at_level(logging.WARNING, logger="imagerank.engines"):
+    with caplog.at_level(logging.WARNING, logger="imagerank.embedding.engines"):
         embedder = create_embedder("mobilenet_v2", engine="openvino")
     assert embedder.engine_name == "onnx"
     assert "engine 'openvino' is not installed (pip install openvino); using 'onnx' instead" in caplog.text

@@ -7,18 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagerank import metrics
-from imagerank.embedding import EmbeddedBatch
+from imagerank.embedding.embedder import EmbeddedBatch
+from imagerank.embedding.models import BackboneSpec
 from imagerank.errors import BadImageError
-from imagerank.evaluation import (
+from imagerank.evaluation import metrics
+from imagerank.evaluation.evaluate import (
     cached_embeddings,
     dataset_embeddings,
     evaluate_protocol,
     evaluate_split,
     joined_embeddings,
 )
-from imagerank.models import BackboneSpec
-from imagerank.protocols import SEED_PROTOCOL, Protocol, Split, list_labelled_images
+from imagerank.evaluation.protocols import SEED_PROTOCOL, Protocol, Split, list_labelled_images
 from imagerank.ranking import (
     CosineRanker,
     LDARanker,
@@ -255,7 +255,7 @@ def test_caltech_hybrid_ranks_like_the_probe_on_labelled_categories_and_beats_co
 
 
 class CountingEmbedder:
-    """A deterministic stand-in for imagerank.embedding's embedders: vectors from file bytes."""
+    """A deterministic stand-in for imagerank.embedding.embedder's embedders: vectors from file bytes."""
 
     def __init__(self, weights_id="w1"):
         self.spec = BackboneSpec(name="fake/model", dim=8, weights_id=weights_id)

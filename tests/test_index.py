@@ -12,8 +12,9 @@ import pytest
 from corpus import write_bad_corpus
 from PIL import Image
 
-from imagerank.decoding import file_digest
-from imagerank.embedding import Embedder, create_embedder
+from imagerank.embedding.decoding import file_digest
+from imagerank.embedding.embedder import Embedder
+from imagerank.embedding.factory import create_embedder
 from imagerank.errors import (
     BadImageError,
     ImageRankError,
@@ -21,7 +22,7 @@ from imagerank.errors import (
     ModelMismatchError,
     UnknownLabelError,
 )
-from imagerank.index import Index
+from imagerank.index.core import Index
 
 
 def _ids_by_path(index: Index) -> dict[str, int]:

@@ -22,7 +22,7 @@ from conftest import CliRunner, copy_sample
 from server_fixtures import Served, sample_server
 
 from imagerank import Embedder, Index
-from imagerank.fitted import (
+from imagerank.index.fitted import (
     DEFAULT_METHOD,
     UNSUPERVISED_FALLBACK,
     UnknownMethodError,
@@ -30,7 +30,7 @@ from imagerank.fitted import (
     load_fit,
 )
 from imagerank.ranking import get_method
-from imagerank.store import ImageRecord
+from imagerank.store.base import ImageRecord
 
 METHODS = ["cosine", "probe+qe", "kreciprocal", "lda", DEFAULT_METHOD]
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, ndcg_score
 
-from imagerank.metrics import (
+from imagerank.evaluation.metrics import (
     ap_at_k,
     average_precision,
     bootstrap_interval,

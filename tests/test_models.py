@@ -11,9 +11,8 @@ import torch
 import torchvision
 from torch import nn
 
-from imagerank.decoding import open_image
-from imagerank.errors import UnknownModelError, WeightsNotFoundError
-from imagerank.models import (
+from imagerank.embedding.decoding import open_image
+from imagerank.embedding.models import (
     Normalize,
     get_backbone_entry,
     list_backbones,
@@ -21,6 +20,7 @@ from imagerank.models import (
     load_classifier,
     offline_weights_path,
 )
+from imagerank.errors import UnknownModelError, WeightsNotFoundError
 
 OFFLINE_BACKBONES = ("mobilenet_v2", "efficientnet_lite0")
 
@@ -213,7 +213,7 @@ def test_cli_offline_without_weights_fails_cleanly(
 def test_vector_id_changes_with_weights_and_preprocessing_but_not_otherwise() -> None:
     from dataclasses import replace
 
-    from imagerank.models import BackboneSpec
+    from imagerank.embedding.models import BackboneSpec
 
     spec = BackboneSpec(name="m", dim=4, weights_id="w#1")
     assert spec.vector_id() == BackboneSpec(name="m", dim=4, weights_id="w#1").vector_id()

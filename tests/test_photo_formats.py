@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagerank.decoding import open_image, scan_image_files
-from imagerank.embedding import Embedder
+from imagerank.embedding.decoding import open_image, scan_image_files
+from imagerank.embedding.embedder import Embedder
 from imagerank.errors import BadImageError
-from imagerank.index import Index
+from imagerank.index.core import Index
 
 # Sample photos written in phone formats, by file name under the folder made below.
 CONVERTED = {

@@ -11,11 +11,11 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from PIL import Image
 
-from imagerank import plots
-from imagerank.evaluation import evaluate_split
-from imagerank.protocols import Protocol
+from imagerank.evaluation.evaluate import evaluate_split
+from imagerank.evaluation.protocols import Protocol
 from imagerank.ranking import CosineRanker, RandomRanker
-from imagerank.report import save_figure
+from imagerank.report import plots
+from imagerank.report.html import save_figure
 
 
 def rendered(figure: Figure) -> np.ndarray:

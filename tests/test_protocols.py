@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagerank.protocols import (
+from imagerank.evaluation.protocols import (
     AUTO_PROTOCOL,
     SEED_PROTOCOL,
     Protocol,

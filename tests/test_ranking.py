@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from imagerank.metrics import precision_at_k, relevance_matrix
-from imagerank.protocols import Protocol
+from imagerank.evaluation.metrics import precision_at_k, relevance_matrix
+from imagerank.evaluation.protocols import Protocol
 from imagerank.ranking import (
     CosineRanker,
     DatabaseAugmentation,

@@ -18,8 +18,8 @@ from conftest import copy_sample
 from PIL import Image
 from typer.testing import CliRunner
 
-from imagerank import report
-from imagerank.cli_report import plot_app, report_command
+from imagerank.cli.report import plot_app, report_command
+from imagerank.report import html as report
 
 SMALL_PROTOCOL = ["--test-per-label", "6", "--queries-per-label", "2"]
 

@@ -20,7 +20,7 @@ from PIL import Image
 from server_fixtures import Served, sample_server
 
 from imagerank import Embedder
-from imagerank.fitted import DEFAULT_METHOD
+from imagerank.index.fitted import DEFAULT_METHOD
 
 QUERY = "pizza/image_0001.jpg"
 TIMEOUT_MS = 30_000

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from imagerank.errors import ImageRankError
-from imagerank.store import DATABASE, FaissStore, ImageRecord
+from imagerank.store.base import DATABASE, ImageRecord
+from imagerank.store.faiss_store import FaissStore
 
 DIM = 16
 LABELS = ("cat", "cat", "dog", "dog", "dog", None)

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from imagerank.errors import ImageRankError
-from imagerank.index import Index
-from imagerank.store import FaissStore, ImageRecord
-from imagerank.store_milvus import MilvusStore, open_milvus_store
+from imagerank.index.core import Index
+from imagerank.store.base import ImageRecord
+from imagerank.store.faiss_store import FaissStore
+from imagerank.store.milvus import MilvusStore, open_milvus_store
 
 pytest.importorskip("milvus_lite")
 
@@ -49,7 +50,7 @@ def _lite(tmp_path: Path) -> str:
 
 def _open_in_another_process(location: str) -> subprocess.CompletedProcess:
     """Runs `open_milvus_store(location)` in a new Python process."""
-    probe = f"import sys, imagerank.store_milvus as m; m.open_milvus_store(sys.argv[1], {DIM})"
+    probe = f"import sys, imagerank.store.milvus as m; m.open_milvus_store(sys.argv[1], {DIM})"
     return subprocess.run(
         [sys.executable, "-c", probe, location], capture_output=True, text=True, timeout=120
     )

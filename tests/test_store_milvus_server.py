@@ -26,8 +26,8 @@ from milvus_server import MilvusProcess
 from server_fixtures import running_server
 from test_store_milvus import LABELS, _assert_same_ranking, _record, _records, _unit_vectors
 
-from imagerank.store import FaissStore
-from imagerank.store_milvus import open_milvus_store
+from imagerank.store.faiss_store import FaissStore
+from imagerank.store.milvus import open_milvus_store
 
 pytest.importorskip("milvus", reason="the milvus wheel (a Milvus standalone server) is not installed")
 pymilvus = pytest.importorskip("pymilvus")
@@ -67,7 +67,7 @@ def row_count(server: MilvusProcess, collection: str) -> int:
 
 def assert_each_file_once(server: MilvusProcess, collection: str, folder: Path) -> None:
     """The collection holds every image of `folder` exactly once, with its current content."""
-    from imagerank.decoding import file_digest
+    from imagerank.embedding.decoding import file_digest
 
     rows = stored_rows(server, collection)
     files = {path.relative_to(folder).as_posix(): path for path in folder.rglob("*.jpg")}

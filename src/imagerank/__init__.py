@@ -12,20 +12,20 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "BackboneSpec": "imagerank.models",
+    "BackboneSpec": "imagerank.embedding.models",
     "BadImageError": "imagerank.errors",
-    "Embedder": "imagerank.embedding",
+    "Embedder": "imagerank.embedding.embedder",
     "ImageRankError": "imagerank.errors",
-    "ImageRecord": "imagerank.store",
-    "Index": "imagerank.index",
+    "ImageRecord": "imagerank.store.base",
+    "Index": "imagerank.index.core",
     "IndexNotFoundError": "imagerank.errors",
-    "IndexReport": "imagerank.index",
+    "IndexReport": "imagerank.index.core",
     "ModelMismatchError": "imagerank.errors",
     "UnknownModelError": "imagerank.errors",
     "WeightsNotFoundError": "imagerank.errors",
-    "create_embedder": "imagerank.embedding",
-    "embed": "imagerank.embedding",
-    "list_backbones": "imagerank.models",
+    "create_embedder": "imagerank.embedding.factory",
+    "embed": "imagerank.embedding.factory",
+    "list_backbones": "imagerank.embedding.models",
 }
 
 __all__ = [
@@ -47,7 +47,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from imagerank.embedding import Embedder, create_embedder, embed
+    from imagerank.embedding.embedder import Embedder
+    from imagerank.embedding.factory import create_embedder, embed
+    from imagerank.embedding.models import BackboneSpec, list_backbones
     from imagerank.errors import (
         BadImageError,
         ImageRankError,
@@ -56,9 +58,8 @@ if TYPE_CHECKING:
         UnknownModelError,
         WeightsNotFoundError,
     )
-    from imagerank.index import Index, IndexReport
-    from imagerank.models import BackboneSpec, list_backbones
-    from imagerank.store import ImageRecord
+    from imagerank.index.core import Index, IndexReport
+    from imagerank.store.base import ImageRecord
 
 
 def __getattr__(name: str) -> object:

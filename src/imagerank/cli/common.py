@@ -15,17 +15,17 @@ EXIT_USAGE = 2
 EXIT_SKIPPED = 3
 
 DEFAULT_MODEL = "mobilenet_v2"
-"""`imagerank.models.DEFAULT_MODEL`."""
+"""`imagerank.embedding.models.DEFAULT_MODEL`."""
 DEFAULT_METHOD = "hybrid"
 """`imagerank.ranking.DEFAULT_METHOD`."""
 INDEX_TYPES = ("auto", "flat", "fp16", "sq8", "hnsw", "ivfpq")
-"""`imagerank.ann.INDEX_TYPES`."""
+"""`imagerank.store.ann.INDEX_TYPES`."""
 IMAGE_EXTENSIONS = (
     ".avif", ".bmp", ".gif", ".heic", ".heif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp",
 )  # fmt: skip
-"""`imagerank.decoding.IMAGE_EXTENSIONS`, sorted."""
+"""`imagerank.embedding.decoding.IMAGE_EXTENSIONS`, sorted."""
 PROTOCOL_NAMES = ("auto", "seed", "per-label")
-"""`imagerank.protocols.PROTOCOLS`, plus ``auto``: the reference split when the folder allows it."""
+"""`evaluation.protocols.PROTOCOLS`, plus ``auto``: the reference split when the folder allows it."""
 
 # Messages name files: never wrap them (stderr often goes to a log) nor read their brackets as markup.
 err = Console(stderr=True, soft_wrap=True)

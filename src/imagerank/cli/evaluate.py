@@ -15,14 +15,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imagerank.cli_common import DEFAULT_MODEL, EXIT_ERROR, INDEX_TYPES, PROTOCOL_NAMES, err, print_error
+from imagerank.cli.common import DEFAULT_MODEL, EXIT_ERROR, INDEX_TYPES, PROTOCOL_NAMES, err, print_error
 from imagerank.errors import ImageRankError
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from imagerank.errors import BadImageError
-    from imagerank.evaluation import EvaluationResult
+    from imagerank.evaluation.evaluate import EvaluationResult
 
 DEFAULT_METHODS = "random,cosine,lda,propagation,qe,dba,kreciprocal,dba+kreciprocal,probe,probe+qe,hybrid"
 
@@ -85,9 +85,9 @@ def evaluate_command(
     ] = None,
 ) -> None:
     """Evaluate ranking methods on a labelled folder: P@K, AP@K, mAP, recall@K, nDCG@K with 95% intervals."""
-    from imagerank.evaluation import embed_labelled_folder, evaluate_protocol
-    from imagerank.product_evaluation import evaluate_split_through_index
-    from imagerank.protocols import protocol_named
+    from imagerank.evaluation.evaluate import embed_labelled_folder, evaluate_protocol
+    from imagerank.evaluation.product import evaluate_split_through_index
+    from imagerank.evaluation.protocols import protocol_named
     from imagerank.ranking import get_method
 
     names = [name.strip() for name in methods.split(",") if name.strip()]

@@ -19,13 +19,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imagerank.cli_common import DEFAULT_MODEL, PROTOCOL_NAMES
+from imagerank.cli.common import DEFAULT_MODEL, PROTOCOL_NAMES
 from imagerank.errors import ImageRankError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from imagerank.report import EvaluatedDataset
+    from imagerank.report.html import EvaluatedDataset
 
 EXIT_ERROR = 1
 DEFAULT_METHODS = "random,cosine,lda"
@@ -102,9 +102,9 @@ def report_command(
     """Write an HTML report on a labelled dataset: overview, embedding maps, quality, examples, confusions.
 
     The folder is written under a temporary name and renamed into place when complete."""
-    from imagerank.cli_evaluate import report_skipped
-    from imagerank.protocols import protocol_named
-    from imagerank.report import build_report
+    from imagerank.cli.evaluate import report_skipped
+    from imagerank.evaluation.protocols import protocol_named
+    from imagerank.report.html import build_report
 
     with _clean_errors():
         report = build_report(
@@ -136,8 +136,8 @@ def counts_command(
     colors: ColorsOption = None,
 ) -> None:
     """Bar chart of images per label."""
-    from imagerank import plots
-    from imagerank.evaluation import labelled_images
+    from imagerank.evaluation.evaluate import labelled_images
+    from imagerank.report import plots
 
     with _clean_errors():
         _, labels = labelled_images(dataset_dir)
@@ -155,8 +155,8 @@ def thumbnails_command(
     colors: ColorsOption = None,
 ) -> None:
     """Sample thumbnails of every label."""
-    from imagerank import plots
-    from imagerank.evaluation import labelled_images
+    from imagerank.evaluation.evaluate import labelled_images
+    from imagerank.report import plots
 
     with _clean_errors():
         paths, labels = labelled_images(dataset_dir)
@@ -178,9 +178,9 @@ def sizes_command(
     colors: ColorsOption = None,
 ) -> None:
     """Distribution of image sizes and aspect ratios."""
-    from imagerank import plots
-    from imagerank.evaluation import labelled_images
-    from imagerank.report import image_sizes
+    from imagerank.evaluation.evaluate import labelled_images
+    from imagerank.report import plots
+    from imagerank.report.html import image_sizes
 
     with _clean_errors():
         paths, _ = labelled_images(dataset_dir)
@@ -206,7 +206,7 @@ def map_command(
     colors: ColorsOption = None,
 ) -> None:
     """2-D maps (PCA and t-SNE) of the candidates and queries, colored by label."""
-    from imagerank import plots
+    from imagerank.report import plots
 
     with _clean_errors():
         data = _evaluate(
@@ -241,7 +241,7 @@ def curves_command(
     colors: ColorsOption = None,
 ) -> None:
     """P@K and recall@K for K = 1..50, one line per method."""
-    from imagerank import plots
+    from imagerank.report import plots
 
     with _clean_errors():
         data = _evaluate(dataset_dir, model, protocol, methods, 10, test_per_label, queries_per_label, quiet)
@@ -264,7 +264,7 @@ def label_ap_command(
     colors: ColorsOption = None,
 ) -> None:
     """Best and worst labels by average precision."""
-    from imagerank import plots
+    from imagerank.report import plots
 
     with _clean_errors():
         data = _evaluate(
@@ -293,7 +293,7 @@ def results_command(
     colors: ColorsOption = None,
 ) -> None:
     """Example queries and their top-K results with scores; wrong results framed in red."""
-    from imagerank import plots
+    from imagerank.report import plots
 
     with _clean_errors():
         data = _evaluate(
@@ -324,7 +324,7 @@ def compare_command(
     colors: ColorsOption = None,
 ) -> None:
     """The same example queries ranked by two methods, side by side."""
-    from imagerank import plots
+    from imagerank.report import plots
 
     with _clean_errors():
         data = _evaluate(dataset_dir, model, protocol, methods, k, test_per_label, queries_per_label, quiet)
@@ -350,7 +350,7 @@ def confusion_command(
     colors: ColorsOption = None,
 ) -> None:
     """Which labels are retrieved for which: the top confusions as a heatmap, also listed on stdout."""
-    from imagerank import plots
+    from imagerank.report import plots
 
     with _clean_errors():
         data = _evaluate(
@@ -373,9 +373,9 @@ def _evaluate(
     queries_per_label: int | None,
     quiet: bool,
 ) -> EvaluatedDataset:
-    from imagerank.cli_evaluate import report_skipped
-    from imagerank.protocols import protocol_named
-    from imagerank.report import evaluate_dataset
+    from imagerank.cli.evaluate import report_skipped
+    from imagerank.evaluation.protocols import protocol_named
+    from imagerank.report.html import evaluate_dataset
 
     chosen = protocol_named(protocol, test_per_label, queries_per_label)
     data = evaluate_dataset(dataset_dir, model, chosen, _names(methods), k, show_progress_bar=not quiet)
@@ -396,7 +396,7 @@ def _with(methods: str, method: str | None) -> str:
 
 
 def _write(figure: Figure, out: Path, width: int | None, height: int | None, colors: int | None) -> None:
-    from imagerank.report import save_figure
+    from imagerank.report.html import save_figure
 
     save_figure(figure, out, width, height, colors)
     _err.print(f"wrote {escape(str(out))}", highlight=False)

@@ -2,7 +2,7 @@
 
 Decoding runs in worker threads (Pillow releases the GIL while decoding and resizing) a few batches ahead of
 inference, so the CPU cores are busy with the network while the next images are being read. Inference runs in
-one of the engines of `imagerank.engines`: PyTorch (the reference, and the GPU engine), or ONNX Runtime or
+one of the engines of `embedding.engines`: PyTorch (the reference, and the GPU engine), or ONNX Runtime or
 OpenVINO on an ONNX export of the same network, which are several times faster on CPUs; `engine="auto"` picks
 the fastest one installed.
 """
@@ -24,16 +24,16 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from imagerank.decoding import open_image
-from imagerank.engines import EXPORT_ENGINES, Engine, create_engine, engine_names, resolve_engine
-from imagerank.engines.export import (  # noqa: F401 - public here too
+from imagerank.embedding.decoding import open_image
+from imagerank.embedding.engines import EXPORT_ENGINES, Engine, create_engine, engine_names, resolve_engine
+from imagerank.embedding.engines.export import (  # noqa: F401 - public here too
     CACHE_ENV,
     cache_dir,
     exported_onnx_path,
     onnx_cache_path,
 )
+from imagerank.embedding.models import DEFAULT_MODEL, BackboneSpec, load_backbone, spec_with_local_weights
 from imagerank.errors import BadImageError, ImageRankError
-from imagerank.models import DEFAULT_MODEL, BackboneSpec, load_backbone, spec_with_local_weights
 
 if TYPE_CHECKING:
     pass
@@ -223,39 +223,16 @@ class _progress:
             self.bar.stop()
 
 
-def create_embedder(
+def create_local_embedder(
     name: str = DEFAULT_MODEL,
     weights: str | Path | None = None,
     engine: str = "auto",
     device: str = "cpu",
     decode_workers: int | None = None,
-    address: str | None = None,
     latency: bool = False,
 ) -> Embedder:
-    """An embedder for a registered backbone (`list_backbones()`) or any `timm:<name>`.
-
-    Args:
-        name: backbone name.
-        weights: a state-dict file to use instead of the installed or downloadable weights.
-        engine: "auto" (the fastest installed: OpenVINO, then ONNX Runtime, on CPUs; PyTorch on GPUs),
-            "openvino", "onnx" (ONNX Runtime), "torch" (the reference; the one for GPUs), or "ray" (files
-            embedded on a Ray cluster by "auto" engines; see `imagerank.embedding_ray`). An engine that is
-            not installed falls back to "auto" with a warning.
-        device: torch device for the torch engine, e.g. "cuda".
-        decode_workers: threads decoding images ahead of inference (default: one per core, 2 to 8).
-        address: the Ray cluster for engine "ray" ("auto", "ray://host:10001"; default: `$RAY_ADDRESS`,
-            else a local Ray instance).
-        latency: tune the engine for one image at a time (search queries) instead of throughput.
-
-    Raises:
-        UnknownModelError, WeightsNotFoundError, ImageRankError (unknown engine, or a CPU engine with a GPU).
-    """
-    if engine not in ENGINES:
-        raise ImageRankError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    if engine == "ray":
-        from imagerank.embedding_ray import RayEmbedder
-
-        return RayEmbedder(name, weights, device=device, address=address, decode_workers=decode_workers)
+    """An embedder running in this process: what `imagerank.embedding.factory.create_embedder` gives for every
+    engine but "ray" (and what each Ray worker runs)."""
     resolved = resolve_engine(engine, device)
     if resolved in EXPORT_ENGINES:
         # An export already cached for these weights starts without PyTorch: only the engine is loaded.
@@ -266,15 +243,3 @@ def create_embedder(
     network, spec = load_backbone(name, weights)
     runner = create_engine(resolved, network, spec, device=device, latency=latency)
     return Embedder(spec, runner, decode_workers=decode_workers)
-
-
-def embed(
-    images: Iterable[ImageInput],
-    model: str = DEFAULT_MODEL,
-    batch_size: int = 32,
-    show_progress_bar: bool = False,
-    weights: str | Path | None = None,
-) -> np.ndarray:
-    """One-call embedding: (N, dim) float32 L2-normalised vectors for images or image paths."""
-    embedder = create_embedder(model, weights=weights)
-    return embedder.encode(images, batch_size=batch_size, show_progress_bar=show_progress_bar)

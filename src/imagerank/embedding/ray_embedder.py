@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imagerank.decoding import open_image
-from imagerank.embedding import EmbeddedBatch, Embedder, create_embedder
+from imagerank.embedding.decoding import open_image
+from imagerank.embedding.embedder import EmbeddedBatch, Embedder, create_local_embedder
+from imagerank.embedding.models import BackboneSpec
 from imagerank.errors import BadImageError, ImageRankError, ModelMismatchError
-from imagerank.models import BackboneSpec
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -94,7 +94,7 @@ class RayEmbedder(Embedder):
         shard_dir: str | Path | None = None,
         decode_workers: int | None = None,
     ) -> None:
-        local = create_embedder(name, weights=weights, decode_workers=decode_workers)
+        local = create_local_embedder(name, weights=weights, decode_workers=decode_workers)
         super().__init__(local.spec, local.engine, local.decode_workers)
         self.name = name
         self.weights = str(Path(weights).resolve()) if weights else None
@@ -198,7 +198,7 @@ class EmbeddingActor:
 
     def __init__(self, name: str, weights: str | None, device: str, vector_id: str) -> None:
         # Ray gives each GPU actor its own device, visible as the only (first) CUDA device.
-        self.embedder = create_embedder(
+        self.embedder = create_local_embedder(
             name, weights=weights, device="cuda" if device.startswith("cuda") else device
         )
         if self.embedder.spec.vector_id() != vector_id:

@@ -19,12 +19,13 @@ from typing import Protocol as TypingProtocol
 
 import numpy as np
 
-from imagerank import metrics
-from imagerank.decoding import file_digest
-from imagerank.embedding import cache_dir, create_embedder
+from imagerank.embedding.decoding import file_digest
+from imagerank.embedding.embedder import cache_dir
+from imagerank.embedding.factory import create_embedder
+from imagerank.embedding.models import DEFAULT_MODEL
 from imagerank.errors import BadImageError, ImageRankError
-from imagerank.models import DEFAULT_MODEL
-from imagerank.protocols import (
+from imagerank.evaluation import metrics
+from imagerank.evaluation.protocols import (
     Protocol,
     Split,
     drop_small_labels,
@@ -78,7 +79,7 @@ class EvaluationResult:
     n_queries: int
     methods: dict[str, MethodScores]
     protocol_parameters: dict[str, Any] = field(default_factory=dict)
-    """The protocol as :meth:`imagerank.protocols.Protocol.parameters` gives it (empty for a custom split)."""
+    """The protocol as :meth:`Protocol.parameters` gives it (empty for a custom split)."""
 
     @property
     def metric_names(self) -> list[str]:
@@ -145,7 +146,7 @@ def evaluate_protocol(
     Args:
         vectors: one embedding per dataset file, ``(n_files, dim)``.
         labels: one label per dataset file.
-        protocol: how to split the dataset, e.g. :data:`imagerank.protocols.SEED_PROTOCOL`.
+        protocol: how to split the dataset, e.g. :data:`imagerank.evaluation.protocols.SEED_PROTOCOL`.
         methods: names accepted by :func:`imagerank.ranking.get_method`, e.g. ``["random", "cosine"]``.
         k: the cut-off of P@K, AP@K, recall@K and nDCG@K.
         max_curve_k: the curves hold P@K and recall@K for K = 1..max_curve_k.
@@ -228,7 +229,7 @@ def scored_rankings(
 
 
 class Embedder(TypingProtocol):
-    """What :func:`cached_embeddings` needs from an embedder (see ``imagerank.embedding``)."""
+    """What :func:`cached_embeddings` needs from an embedder (see ``imagerank.embedding.embedder``)."""
 
     spec: Any
 

@@ -1,12 +1,12 @@
 """Evaluate ranking methods through the product's search path: a real index, its store and `Index.search`.
 
-`imagerank.evaluation.evaluate_split` ranks arrays in memory. Here the same split is written into an index
+`evaluate.evaluate_split` ranks arrays in memory. Here the same split is written into an index
 (the training images with their labels, the candidates and queries without), each method is fitted on it as
 `imagerank index` fits it, and every query is searched with `Index.search` among the unlabelled images, the
 queries left out, in the layout asked for. The two see the same labels and the same unlabelled pool; where
 they differ, the difference is what users get: an approximate layout, the cosine shortlist a method
-re-scores (`imagerank.fitted.SHORTLIST`), the settings a method takes for searching one query at a time
-(`imagerank.fitted.SEARCH_SETTINGS`), and re-rankers that see each query alone rather than all of them.
+re-scores (`imagerank.index.fitted.SHORTLIST`), the settings a method takes for searching one query at a time
+(`imagerank.index.fitted.SEARCH_SETTINGS`), and re-rankers that see each query alone rather than all of them.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from imagerank import metrics
-from imagerank.evaluation import EvaluationResult, scored_rankings
-from imagerank.index import Index
-from imagerank.protocols import Split
-from imagerank.store import FaissStore, ImageRecord
+from imagerank.evaluation import metrics
+from imagerank.evaluation.evaluate import EvaluationResult, scored_rankings
+from imagerank.evaluation.protocols import Split
+from imagerank.index.core import Index
+from imagerank.store.base import ImageRecord
+from imagerank.store.faiss_store import FaissStore
 
 __all__ = ["evaluate_split_through_index"]
 
@@ -45,7 +46,7 @@ def evaluate_split_through_index(
         vectors, labels: the dataset's embeddings and labels, one per file.
         split: which files train (labelled in the index), which are candidates (unlabelled) and queries.
         methods: ranking method names (`imagerank.ranking.get_method`).
-        index_type: the store's layout (`imagerank.ann.INDEX_TYPES`).
+        index_type: the store's layout (`imagerank.store.ann.INDEX_TYPES`).
     """
     vectors = np.asarray(vectors, dtype=np.float32)
     labels = np.asarray(labels)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imagerank.decoding import scan_image_files
+from imagerank.embedding.decoding import scan_image_files
 from imagerank.errors import BadImageError
 
 __all__ = [

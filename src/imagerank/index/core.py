@@ -20,10 +20,12 @@ import numpy as np
 from PIL import Image
 
 from imagerank import __version__
-from imagerank.decoding import IMAGE_EXTENSIONS, file_digest, scan_image_files
-from imagerank.embedding import Embedder, create_embedder
+from imagerank.embedding.decoding import IMAGE_EXTENSIONS, file_digest, scan_image_files
+from imagerank.embedding.embedder import Embedder
+from imagerank.embedding.factory import create_embedder
+from imagerank.embedding.models import DEFAULT_MODEL
 from imagerank.errors import BadImageError, ImageRankError, ModelMismatchError, UnknownLabelError
-from imagerank.fitted import (
+from imagerank.index.fitted import (
     DEFAULT_METHOD,
     FittedMethod,
     checked_method,
@@ -35,16 +37,15 @@ from imagerank.fitted import (
     staleness,
     store_snapshot,
 )
-from imagerank.models import DEFAULT_MODEL
-from imagerank.store import (
+from imagerank.store.base import (
     DATABASE,
     ImageRecord,
     VectorStore,
     empty_results,
-    open_store,
     read_manifest,
     write_json_atomically,
 )
+from imagerank.store.factory import open_store
 from imagerank.text import TextRanker, checked_text, create_text_ranker
 
 FORMAT = "imagerank-index"
@@ -134,7 +135,7 @@ class Index:
     ) -> Index:
         """A new empty index at `directory` (which must not hold an index yet).
 
-        `index_type` is the vector layout (`imagerank.ann.INDEX_TYPES`; ``auto`` picks by size); `store`
+        `index_type` is the vector layout (`imagerank.store.ann.INDEX_TYPES`; ``auto`` picks by size); `store`
         where the vectors live: None for the embedded FAISS + SQLite store in `directory`,
         ``milvus-lite:PATH.db`` or ``milvus://HOST:PORT/COLLECTION``. `address` is the Ray cluster for
         ``engine="ray"``.
@@ -421,7 +422,7 @@ class Index:
         results to images with those labels (None among them: the unlabelled images). `method` is a
         ranking method (`imagerank.ranking.list_methods`, compositions such as ``probe+qe``); None is the
         index's `default_method`. With ``cosine`` the scores are cosine similarities; other methods
-        re-score the store's cosine shortlist (see `imagerank.fitted`) and their scores are their own.
+        re-score the store's cosine shortlist (see `imagerank.index.fitted`) and their scores are their own.
         `exclude` ids are never returned, nor seen by a method as candidates.
         """
         self._check_labels(labels)
@@ -483,7 +484,7 @@ class Index:
 
     def refit_stale(self) -> list[FittedMethod]:
         """Fit again the default method and every saved fit whose labels or vectors changed enough (see
-        `imagerank.fitted.staleness`); the default method is fitted if it never was. Returns the new fits."""
+        `fitted.staleness`); the default method is fitted if it never was. Returns the new fits."""
         if not len(self.store):
             return []
         current = store_snapshot(self.store)

@@ -33,7 +33,7 @@ from imagerank.errors import ImageRankError
 from imagerank.ranking import DEFAULT_METHOD, METHODS, RERANKERS, Ranker, get_method, top_k
 from imagerank.ranking.baselines import CosineRanker, RandomRanker
 from imagerank.ranking.rerank import Reranker
-from imagerank.store import VectorStore, empty_results
+from imagerank.store.base import VectorStore, empty_results
 
 SEARCH_SETTINGS: dict[str, dict] = {DEFAULT_METHOD: {"fallback_depth": 300}}
 """Settings a method takes where users search one query at a time: the default method re-ranks each query

@@ -4,7 +4,8 @@ Every method is a :class:`Ranker`: ``fit(train_vectors, train_labels, unlabelled
 returns ``self``; ``rank(query_vectors, candidate_vectors, k=None)`` returns FAISS-style
 ``(scores, ids)`` with ids into the candidates, best first. Methods never see candidate or query
 labels. :func:`get_method` builds one from a name such as ``"cosine"``, ``"probe"`` or a composition
-``"probe+qe"`` (a ranker followed by one or more re-rankers).
+``"probe+qe"`` (a ranker followed by one or more re-rankers). Rankers work on arrays only: this package
+may import `imagerank.errors` and nothing else of imagerank.
 """
 
 from __future__ import annotations

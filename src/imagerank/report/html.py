@@ -2,7 +2,7 @@
 
 ``build_report(dataset_dir, out_dir)`` lists a labelled dataset, embeds it (through the evaluation module's
 content-keyed cache, so a second run does not embed again), evaluates the ranking methods on a protocol, and
-writes the figures of :mod:`imagerank.plots` beside a page that references them by relative path: the folder
+writes the figures of :mod:`plots` beside a page that references them by relative path: the folder
 can be moved, zipped or served as it is.
 """
 
@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from imagerank import __version__, plots
+from imagerank import __version__
+from imagerank.embedding.models import DEFAULT_MODEL
 from imagerank.errors import BadImageError
-from imagerank.evaluation import (
+from imagerank.evaluation.evaluate import (
     EvaluationResult,
     LabelledEmbeddings,
     dataset_embeddings,
@@ -35,9 +36,9 @@ from imagerank.evaluation import (
     evaluate_split,
     labelled_images,
 )
-from imagerank.models import DEFAULT_MODEL
-from imagerank.protocols import AUTO_PROTOCOL, Protocol, Split
+from imagerank.evaluation.protocols import AUTO_PROTOCOL, Protocol, Split
 from imagerank.ranking import Ranker, get_method
+from imagerank.report import plots
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps
 
-from imagerank.decoding import open_image
+from imagerank.embedding.decoding import open_image
 from imagerank.errors import BadImageError
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from imagerank.evaluation import EvaluationResult
+    from imagerank.evaluation.evaluate import EvaluationResult
 
 __all__ = [
     "PROJECTIONS",

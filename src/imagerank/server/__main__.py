@@ -2,7 +2,7 @@
 
 import typer
 
-from imagerank.cli_serve import serve_command
+from imagerank.cli.serve import serve_command
 
 if __name__ == "__main__":
     typer.run(serve_command)

@@ -14,15 +14,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagerank import __version__
-from imagerank.embedding import Embedder, create_embedder
-from imagerank.index import Index
+from imagerank.embedding.embedder import Embedder
+from imagerank.embedding.factory import create_embedder
+from imagerank.index.core import Index
 from imagerank.server.api.main import api_router
 from imagerank.server.deps import require_write_access
 from imagerank.server.errors import install_error_handlers
 from imagerank.server.settings import ServerSettings
 from imagerank.server.thumbnails import ThumbnailCache
 from imagerank.server.uploads import BodySizeLimit, reconcile_uploads
-from imagerank.store import read_manifest
+from imagerank.store.base import read_manifest
 
 STATIC = Path(__file__).parent / "static"
 # The page loads only its own files; images may also be blob: URLs of a query the user picked. The API docs

@@ -12,7 +12,7 @@ from urllib.parse import unquote
 
 from fastapi import Depends, HTTPException, Request
 
-from imagerank.index import Index
+from imagerank.index.core import Index
 from imagerank.server.settings import ServerSettings
 from imagerank.server.thumbnails import ThumbnailCache
 

@@ -17,7 +17,7 @@ from imagerank.errors import BadImageError, ImageRankError, IndexNotFoundError, 
 
 logger = logging.getLogger(__name__)
 
-# BadImageError reasons (from imagerank.decoding) that mean "this is not an image at all".
+# BadImageError reasons (from imagerank.embedding.decoding) that mean "this is not an image at all".
 _NOT_AN_IMAGE_REASONS = ("not an image", "empty file")
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from imagerank.fitted import UnknownMethodError, checked_method
+from imagerank.index.fitted import UnknownMethodError, checked_method
 
 MAX_K = 100
 MAX_OFFSET = 1000

@@ -12,10 +12,10 @@ import faiss
 import numpy as np
 from PIL import Image
 
-from imagerank.index import Index
+from imagerank.index.core import Index
 from imagerank.ranking import rocchio_query
 from imagerank.server.errors import ImageNotFoundError
-from imagerank.store import ImageRecord
+from imagerank.store.base import ImageRecord
 
 
 @dataclass(frozen=True)

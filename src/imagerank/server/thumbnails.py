@@ -13,8 +13,8 @@ import os
 import threading
 from pathlib import Path
 
-from imagerank.decoding import open_image
-from imagerank.store import ImageRecord
+from imagerank.embedding.decoding import open_image
+from imagerank.store.base import ImageRecord
 
 logger = logging.getLogger(__name__)
 

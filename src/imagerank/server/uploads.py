@@ -22,9 +22,9 @@ from PIL import Image
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from imagerank.decoding import IMAGE_EXTENSIONS, open_image
+from imagerank.embedding.decoding import IMAGE_EXTENSIONS, open_image
 from imagerank.errors import BadImageError
-from imagerank.index import UPLOADS_PREFIX, Index
+from imagerank.index.core import UPLOADS_PREFIX, Index
 from imagerank.server.errors import InvalidRequestError, UnsupportedUploadError, UploadTooLargeError
 
 # Pillow format name -> the file extension a saved upload gets (all in IMAGE_EXTENSIONS, so `imagerank index`

@@ -4,7 +4,7 @@ Layout of an index directory:
     manifest.json          model, weights id, dimension, preprocessing, index type (written atomically)
     metadata.sqlite        one row per image: path, label, digest, size, mtime, width, height, vector
     vectors-<gen>.faiss    FAISS index as of generation <gen> (the last flush), a cache of SQLite
-    vectors-<gen>.json     its layout (`imagerank.ann.IndexPlan`)
+    vectors-<gen>.json     its layout (`imagerank.store.ann.IndexPlan`)
 
 Every change is one SQLite transaction that bumps the generation and logs the ids it touched (table
 ``changes``). A FAISS copy that is behind the database, in another process or in a file written by an
@@ -14,7 +14,7 @@ indexer writes without rebuilding a million-vector index; only when the log does
 to a temporary name and renamed into place. A process killed at any moment therefore leaves a readable
 index.
 
-The FAISS layout (exact, compressed or approximate) comes from `imagerank.ann.plan_index`; with ``auto``
+The FAISS layout (exact, compressed or approximate) comes from `imagerank.store.ann.plan_index`; with ``auto``
 it changes as the collection grows, and the store rebuilds the FAISS copy when it does. For approximate
 layouts the store measures recall@10 against exact search on a sample of its own vectors after each build
 and again when the collection has grown by a quarter, and `describe()` reports it.
@@ -27,14 +27,14 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
 
 import faiss
 import numpy as np
 
-from imagerank.ann import (
+from imagerank.errors import ImageRankError
+from imagerank.store.ann import (
     RECALL_K,
     RECALL_QUERIES,
     IndexPlan,
@@ -43,89 +43,7 @@ from imagerank.ann import (
     recall_at_k,
     search_parameters,
 )
-from imagerank.errors import ImageRankError, IndexNotFoundError
-
-SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
-DATABASE = "metadata.sqlite"
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """Metadata of one indexed image. `path` is relative to the indexed root, with forward slashes."""
-
-    path: str
-    label: str | None
-    digest: str
-    size: int
-    mtime_ns: int
-    width: int
-    height: int
-    id: int | None = None
-
-
-class VectorStore(Protocol):
-    """What the rest of imagerank needs from a store; a distributed backend implements the same."""
-
-    dim: int
-
-    def __len__(self) -> int: ...
-
-    def upsert(self, records: Sequence[ImageRecord], vectors: np.ndarray) -> list[int]: ...
-
-    def delete(self, ids: Sequence[int]) -> None: ...
-
-    def search(
-        self, queries: np.ndarray, k: int, labels: Sequence[str] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def records(self, ids: Sequence[int]) -> list[ImageRecord]: ...
-
-    def all_records(self) -> list[ImageRecord]: ...
-
-    def vectors(self, ids: Sequence[int]) -> np.ndarray: ...
-
-    def labels(self) -> dict[str | None, int]: ...
-
-    def flush(self) -> None: ...
-
-    def describe(self) -> dict: ...
-
-    def close(self) -> None: ...
-
-
-def open_store(location: str | None, directory: Path, dim: int, index_type: str = "auto") -> VectorStore:
-    """The store at `location`: the embedded FAISS + SQLite store in `directory` (None or ``faiss``),
-    ``milvus-lite:PATH.db`` for embedded Milvus Lite, or ``milvus://HOST:PORT/COLLECTION`` for a server."""
-    if location in (None, "", "faiss"):
-        return FaissStore(directory, dim, index_type)
-    if location.startswith(("milvus-lite:", "milvus://", "milvus+https://")):
-        from imagerank.store_milvus import open_milvus_store
-
-        return open_milvus_store(location, dim, index_type)
-    raise ImageRankError(
-        f"unknown store {location!r}: use faiss, milvus-lite:PATH.db or milvus://HOST:PORT/COLLECTION"
-    )
-
-
-def write_json_atomically(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file, fsync it, and rename it over `path`."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    with partial.open("w", encoding="utf-8") as stream:
-        json.dump(data, stream, indent=2, sort_keys=True)
-        stream.flush()
-        os.fsync(stream.fileno())
-    partial.replace(path)
-
-
-def read_manifest(directory: Path) -> dict:
-    path = Path(directory) / MANIFEST
-    if not path.is_file():
-        raise IndexNotFoundError(
-            f"no imagerank index at {directory} (missing {MANIFEST}); run `imagerank index`"
-        )
-    return json.loads(path.read_text(encoding="utf-8"))
-
+from imagerank.store.base import DATABASE, SCHEMA_VERSION, ImageRecord, empty_results, write_json_atomically
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -158,7 +76,7 @@ _RECORD_COLUMNS = "path, label, digest, size, mtime_ns, width, height, id"
 class FaissStore:
     """Inner-product search over L2-normalised vectors (cosine), FAISS in memory, SQLite on disk.
 
-    `index_type` is one of `imagerank.ann.INDEX_TYPES` (``auto`` picks by collection size).
+    `index_type` is one of `imagerank.store.ann.INDEX_TYPES` (``auto`` picks by collection size).
 
     Safe to share between threads: searches and writes are serialised by a lock, and SQLite runs in
     write-ahead-log mode so other processes can read while one writes. The in-memory FAISS copy knows the
@@ -672,9 +590,3 @@ class _Snapshot:
 
     def __exit__(self, *exc_info: object) -> None:
         self.db.execute("COMMIT")
-
-
-def empty_results(count: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Padding as FAISS pads missing inner-product results: the lowest float32 score and id -1."""
-    lowest = np.finfo(np.float32).min
-    return np.full((count, k), lowest, dtype=np.float32), np.full((count, k), -1, dtype=np.int64)

@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from imagerank.errors import ImageRankError
-from imagerank.store import ImageRecord, empty_results
+from imagerank.store.base import ImageRecord, empty_results
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient

@@ -21,7 +21,7 @@ from imagerank.errors import ImageRankError
 if TYPE_CHECKING:
     from torch import nn
 
-    from imagerank.models import BackboneSpec
+    from imagerank.embedding.models import BackboneSpec
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def _entry(name: str) -> EngineEntry:
 register_engine(
     EngineEntry(
         name="openvino",
-        target="imagerank.engines.openvino_engine:OpenVinoEngine",
+        target="imagerank.embedding.engines.openvino_engine:OpenVinoEngine",
         requires="openvino",
         install="pip install openvino",
     )
@@ -132,7 +132,7 @@ register_engine(
 register_engine(
     EngineEntry(
         name="onnx",
-        target="imagerank.engines.onnx_engine:OnnxEngine",
+        target="imagerank.embedding.engines.onnx_engine:OnnxEngine",
         requires="onnxruntime",
         install="pip install onnxruntime",
     )
@@ -140,7 +140,7 @@ register_engine(
 register_engine(
     EngineEntry(
         name="torch",
-        target="imagerank.engines.torch_engine:TorchEngine",
+        target="imagerank.embedding.engines.torch_engine:TorchEngine",
         requires="torch",
         install="pip install torch",
         cpu_only=False,

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from imagerank.models import BackboneSpec
+    from imagerank.embedding.models import BackboneSpec
 
 logger = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import openvino
 
-from imagerank.engines.export import exported_onnx_path
+from imagerank.embedding.engines.export import exported_onnx_path
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from imagerank.models import BackboneSpec
+    from imagerank.embedding.models import BackboneSpec
 
 
 class OpenVinoEngine:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from imagerank.models import BackboneSpec
+from imagerank.embedding.models import BackboneSpec
 
 
 class TorchEngine:

@@ -1,0 +1,1 @@
+"""The HTTP API of the server: `main` gathers the routers of `routes` under ``/api``."""

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from imagerank.errors import UnknownLabelError
-from imagerank.index import Index
+from imagerank.index.core import Index
 from imagerank.server.deps import IndexDep
 from imagerank.server.schemas import ERROR_RESPONSES
 

@@ -16,13 +16,13 @@ from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from imagerank.errors import ImageRankError
-from imagerank.index import UPLOADS_PREFIX, Index
+from imagerank.index.core import UPLOADS_PREFIX, Index
 from imagerank.server.deps import IndexDep, ReadAccess, SettingsDep, ThumbnailsDep, WriteAccess
 from imagerank.server.errors import ImageFileMissingError, InvalidRequestError
 from imagerank.server.schemas import ERROR_RESPONSES, AddedImage, AddResponse
 from imagerank.server.searching import record_of
 from imagerank.server.uploads import checked_label, decode_upload, read_upload, saved_upload
-from imagerank.store import ImageRecord
+from imagerank.store.base import ImageRecord
 
 router = APIRouter(prefix="/images", tags=["images"])
 

@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 
 from imagerank import __version__
-from imagerank.fitted import describe_methods
+from imagerank.index.fitted import describe_methods
 from imagerank.server.deps import IndexDep, ReadAccess, SettingsDep
 from imagerank.server.schemas import Health, LabelCount, MethodFit, Methods, Stats
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
-from imagerank.index import Index
+from imagerank.index.core import Index
 from imagerank.server.deps import IndexDep, SettingsDep
 from imagerank.server.errors import UnsupportedUploadError
 from imagerank.server.schemas import (

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from imagerank.cli_common import (
+from imagerank.cli.common import (
     DEFAULT_METHOD,
     DEFAULT_MODEL,
     EXIT_ERROR,
@@ -32,15 +32,15 @@ from imagerank.cli_common import (
     err,
     print_error,
 )
-from imagerank.cli_evaluate import evaluate_command
-from imagerank.cli_report import plot_app, report_command
-from imagerank.cli_serve import serve_command
+from imagerank.cli.evaluate import evaluate_command
+from imagerank.cli.report import plot_app, report_command
+from imagerank.cli.serve import serve_command
 from imagerank.errors import ImageRankError
 
 if TYPE_CHECKING:
-    from imagerank.fitted import FittedMethod
-    from imagerank.index import IndexReport
-    from imagerank.models import BackboneSpec
+    from imagerank.embedding.models import BackboneSpec
+    from imagerank.index.core import IndexReport
+    from imagerank.index.fitted import FittedMethod
 
 app = typer.Typer(
     name="imagerank",
@@ -86,7 +86,7 @@ def valid_method(method: str | None) -> str | None:
     """``method`` checked against the registry before any work is done (exit 2 listing the methods)."""
     if method is None:
         return None
-    from imagerank.fitted import UnknownMethodError, checked_method
+    from imagerank.index.fitted import UnknownMethodError, checked_method
 
     try:
         return checked_method(method)
@@ -113,7 +113,7 @@ def index_command(
             help="Folder of images (one subfolder per label is optional).", exists=True, file_okay=False
         ),
     ],
-    index: IndexOption = Path("imagerank.index"),
+    index: IndexOption = Path("imagerank.index.core"),
     model: Annotated[
         str | None,
         typer.Option("--model", "-m", help=f"Backbone for a new index (default: {DEFAULT_MODEL})."),
@@ -163,7 +163,7 @@ def index_command(
     `unlabelled` have no label and are searched all the same.
     """
     method = valid_method(method)
-    from imagerank.index import Index
+    from imagerank.index.core import Index
 
     try:
         if address is not None and engine != "ray":
@@ -231,7 +231,7 @@ def report_skipped(report: IndexReport) -> None:
 @app.command("search")
 def search_command(
     query: Annotated[Path | None, typer.Argument(help="Query image file.")] = None,
-    index: IndexOption = Path("imagerank.index"),
+    index: IndexOption = Path("imagerank.index.core"),
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Number of results.")] = 10,
     image_id: Annotated[
         int | None, typer.Option("--id", help="Search with an indexed image (by id) instead of a file.")
@@ -257,7 +257,7 @@ def search_command(
         print_error("give either a QUERY image file or --id, not both")
         raise typer.Exit(EXIT_USAGE)
     method = valid_method(method)
-    from imagerank.index import Index
+    from imagerank.index.core import Index
 
     try:
         with Index.open(index, weights=weights, engine=engine, device=device) as opened:
@@ -316,11 +316,11 @@ def search_command(
 
 @app.command("info")
 def info_command(
-    index: IndexOption = Path("imagerank.index"),
+    index: IndexOption = Path("imagerank.index.core"),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Describe an index: model, number of images, labels, size on disk."""
-    from imagerank.index import Index
+    from imagerank.index.core import Index
 
     try:
         with Index.open(index) as opened:
@@ -369,7 +369,7 @@ def describe_ranking(ranking: dict) -> str:
 @app.command("models")
 def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List the backbones, their embedding size, and whether their weights are available offline."""
-    from imagerank.models import get_backbone_entry, list_backbones, offline_weights_path
+    from imagerank.embedding.models import get_backbone_entry, list_backbones, offline_weights_path
 
     rows = []
     for name in list_backbones():
