@@ -18,7 +18,8 @@ from conftest import copy_sample
 from PIL import Image
 from typer.testing import CliRunner
 
-from imagerank.cli.report import plot_app, report_command
+from imagerank.cli.plot import plot_app
+from imagerank.cli.report import report_command
 from imagerank.report import html as report
 
 SMALL_PROTOCOL = ["--test-per-label", "6", "--queries-per-label", "2"]

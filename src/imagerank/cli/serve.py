@@ -66,7 +66,7 @@ def serve_command(
     index: Annotated[
         Path,
         typer.Option("--index", "-i", envvar="IMAGERANK_INDEX", help="Index directory.", show_default=True),
-    ] = Path("imagerank.index.core"),
+    ] = Path("imagerank.index"),
     host: Annotated[
         str, typer.Option("--host", envvar="IMAGERANK_HOST", help="Interface to listen on (0.0.0.0: all).")
     ] = "127.0.0.1",
