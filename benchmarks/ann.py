@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.decomposition import PCA
 
-from imagerank.evaluation.evaluate import dataset_embeddings, labelled_images
+from imagerank.evaluation.embeddings import dataset_embeddings, labelled_images
 from imagerank.evaluation.protocols import SEED_PROTOCOL
 from imagerank.store.ann import recall_at_k
 from imagerank.store.base import ImageRecord

@@ -28,7 +28,8 @@ from ann import DATASET, MixtureGenerator
 from rich.console import Console
 from rich.table import Table
 
-from imagerank.evaluation.evaluate import dataset_embeddings, evaluate_split, labelled_images
+from imagerank.evaluation.embeddings import dataset_embeddings, labelled_images
+from imagerank.evaluation.evaluate import evaluate_split
 from imagerank.evaluation.product import evaluate_split_through_index
 from imagerank.evaluation.protocols import SEED_PROTOCOL
 from imagerank.index.core import Index

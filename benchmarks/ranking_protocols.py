@@ -16,7 +16,7 @@ and ranks all queries in one batch (re-rankers see every query). ``--depth N`` a
 
 ``--features DIR`` reads ``DIR/<backbone>.npy`` and ``DIR/labels.npy`` (rows in the order of
 ``list_labelled_images``) instead of embedding the dataset through the cache. ``joined`` is
-``mobilenet_v2+efficientnet_lite0`` (see ``imagerank.evaluation.evaluate.joined_embeddings``).
+``mobilenet_v2+efficientnet_lite0`` (see ``imagerank.evaluation.embeddings.joined_embeddings``).
 
 ``--speed`` adds the costs a search service pays for the default method: fitting on 100,000 vectors with
 100 labels, and scoring one query against 1,000 candidates (median of 50), with and without ``--depth``.
@@ -32,7 +32,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from imagerank.evaluation.evaluate import dataset_embeddings, evaluate_split, joined_embeddings
+from imagerank.evaluation.embeddings import dataset_embeddings, joined_embeddings
+from imagerank.evaluation.evaluate import evaluate_split
 from imagerank.evaluation.protocols import SEED_PROTOCOL, Protocol, Split, list_labelled_images
 from imagerank.ranking import DEFAULT_METHOD, get_method
 

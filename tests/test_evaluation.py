@@ -11,13 +11,8 @@ from imagerank.embedding.embedder import EmbeddedBatch
 from imagerank.embedding.models import BackboneSpec
 from imagerank.errors import BadImageError
 from imagerank.evaluation import metrics
-from imagerank.evaluation.evaluate import (
-    cached_embeddings,
-    dataset_embeddings,
-    evaluate_protocol,
-    evaluate_split,
-    joined_embeddings,
-)
+from imagerank.evaluation.embeddings import cached_embeddings, dataset_embeddings, joined_embeddings
+from imagerank.evaluation.evaluate import evaluate_protocol, evaluate_split
 from imagerank.evaluation.protocols import SEED_PROTOCOL, Protocol, Split, list_labelled_images
 from imagerank.ranking import (
     CosineRanker,

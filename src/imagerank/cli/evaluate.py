@@ -85,7 +85,8 @@ def evaluate_command(
     ] = None,
 ) -> None:
     """Evaluate ranking methods on a labelled folder: P@K, AP@K, mAP, recall@K, nDCG@K with 95% intervals."""
-    from imagerank.evaluation.evaluate import embed_labelled_folder, evaluate_protocol
+    from imagerank.evaluation.embeddings import embed_labelled_folder
+    from imagerank.evaluation.evaluate import evaluate_protocol
     from imagerank.evaluation.product import evaluate_split_through_index
     from imagerank.evaluation.protocols import protocol_named
     from imagerank.ranking import get_method

@@ -61,7 +61,7 @@ def counts_command(
     colors: ColorsOption = None,
 ) -> None:
     """Bar chart of images per label."""
-    from imagerank.evaluation.evaluate import labelled_images
+    from imagerank.evaluation.embeddings import labelled_images
     from imagerank.report import plots
 
     with _clean_errors():
@@ -80,7 +80,7 @@ def thumbnails_command(
     colors: ColorsOption = None,
 ) -> None:
     """Sample thumbnails of every label."""
-    from imagerank.evaluation.evaluate import labelled_images
+    from imagerank.evaluation.embeddings import labelled_images
     from imagerank.report import plots
 
     with _clean_errors():
@@ -103,7 +103,7 @@ def sizes_command(
     colors: ColorsOption = None,
 ) -> None:
     """Distribution of image sizes and aspect ratios."""
-    from imagerank.evaluation.evaluate import labelled_images
+    from imagerank.evaluation.embeddings import labelled_images
     from imagerank.report import plots
     from imagerank.report.html import image_sizes
 

@@ -15,13 +15,23 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from importlib import util as importlib_util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
+from imagerank.embedding.builders import (
+    _build_timm,
+    _package_file,
+    _pooled,
+    _resnet_features,
+    _timm_download,
+    _timm_features,
+    _torchvision_builder,
+    _torchvision_download,
+    _vgg_fc2,
+)
 from imagerank.errors import UnknownModelError, WeightsNotFoundError
 
 if TYPE_CHECKING:
@@ -277,78 +287,6 @@ def _weights_id(path: Path) -> str:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
     return f"{path.name}#{digest.hexdigest()[:12]}"
-
-
-def _pooled(features: nn.Module) -> nn.Module:
-    from torch import nn
-
-    return nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-
-
-def _torchvision_download(weights_enum: str) -> Callable[[], dict]:
-    def download() -> dict[str, torch.Tensor]:
-        import torchvision.models as tv
-
-        weights = getattr(tv, weights_enum).IMAGENET1K_V1
-        return weights.get_state_dict(progress=True, check_hash=False)
-
-    return download
-
-
-def _torchvision_builder(builder_name: str) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
-        import torchvision.models as tv
-
-        return getattr(tv, builder_name)(weights=None)
-
-    return build
-
-
-def _package_file(module: str, *parts: str) -> Callable[[], Path | None]:
-    def find() -> Path | None:
-        spec = importlib_util.find_spec(module)
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        return Path(next(iter(spec.submodule_search_locations)), *parts)
-
-    return find
-
-
-def _vgg_fc2(classifier: nn.Module) -> nn.Module:
-    """Keras-style `fc2`: conv features, 7x7 pooling, then the first two fully connected layers + ReLU."""
-    from torch import nn
-
-    return nn.Sequential(classifier.features, classifier.avgpool, nn.Flatten(), *classifier.classifier[:5])
-
-
-def _resnet_features(classifier: nn.Module) -> nn.Module:
-    from torch import nn
-
-    classifier.fc = nn.Identity()
-    return classifier
-
-
-def _timm_features(classifier: nn.Module) -> nn.Module:
-    classifier.reset_classifier(0)
-    return classifier
-
-
-def _build_timm(name: str) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
-        import timm
-
-        return timm.create_model(name, pretrained=False)
-
-    return build
-
-
-def _timm_download(name: str) -> Callable[[], dict]:
-    def download() -> dict[str, torch.Tensor]:
-        import timm
-
-        return timm.create_model(name, pretrained=True).state_dict()
-
-    return download
 
 
 @functools.lru_cache(maxsize=16)

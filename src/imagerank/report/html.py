@@ -28,14 +28,13 @@ from PIL import Image
 from imagerank import __version__
 from imagerank.embedding.models import DEFAULT_MODEL
 from imagerank.errors import BadImageError
-from imagerank.evaluation.evaluate import (
-    EvaluationResult,
+from imagerank.evaluation.embeddings import (
     LabelledEmbeddings,
     dataset_embeddings,
     embed_labelled_folder,
-    evaluate_split,
     labelled_images,
 )
+from imagerank.evaluation.evaluate import EvaluationResult, evaluate_split
 from imagerank.evaluation.protocols import AUTO_PROTOCOL, Protocol, Split
 from imagerank.ranking import Ranker, get_method
 from imagerank.report import plots
