@@ -38,7 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 from imagerank import Index
-from imagerank.index.core import UPLOADS_PREFIX
+from imagerank.index.files import UPLOADS_PREFIX
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample" / "caltech101"
 KEY = "load-test-key"

@@ -23,7 +23,8 @@ os.environ["IMAGERANK_CACHE"] = str(_SESSION_CACHE)
 
 from imagerank.embedding.embedder import Embedder  # noqa: E402
 from imagerank.embedding.factory import create_embedder  # noqa: E402
-from imagerank.index.core import Index, IndexReport  # noqa: E402
+from imagerank.index.building import IndexReport  # noqa: E402
+from imagerank.index.core import Index  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample" / "caltech101"

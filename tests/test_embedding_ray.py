@@ -22,7 +22,8 @@ from imagerank.embedding.embedder import Embedder
 from imagerank.embedding.factory import create_embedder
 from imagerank.embedding.ray_embedder import EmbeddingActor, RayEmbedder
 from imagerank.errors import ModelMismatchError
-from imagerank.index.core import Index, IndexReport
+from imagerank.index.building import IndexReport
+from imagerank.index.core import Index
 
 ray = pytest.importorskip("ray")
 

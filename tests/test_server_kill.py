@@ -20,7 +20,7 @@ from PIL import Image
 from server_fixtures import build_sample_index, running_server
 
 from imagerank import Embedder, Index
-from imagerank.index.core import UPLOADS_PREFIX
+from imagerank.index.files import UPLOADS_PREFIX
 
 CLIENTS = 4
 IMAGES_PER_REQUEST = 4

@@ -19,7 +19,7 @@ _EXPORTS = {
     "ImageRecord": "imagerank.store.base",
     "Index": "imagerank.index.core",
     "IndexNotFoundError": "imagerank.errors",
-    "IndexReport": "imagerank.index.core",
+    "IndexReport": "imagerank.index.building",
     "ModelMismatchError": "imagerank.errors",
     "UnknownModelError": "imagerank.errors",
     "WeightsNotFoundError": "imagerank.errors",
@@ -58,7 +58,8 @@ if TYPE_CHECKING:
         UnknownModelError,
         WeightsNotFoundError,
     )
-    from imagerank.index.core import Index, IndexReport
+    from imagerank.index.building import IndexReport
+    from imagerank.index.core import Index
     from imagerank.store.base import ImageRecord
 
 

@@ -25,7 +25,7 @@ from imagerank.cli.common import (
 from imagerank.errors import ImageRankError
 
 if TYPE_CHECKING:
-    from imagerank.index.core import IndexReport
+    from imagerank.index.building import IndexReport
     from imagerank.index.fitted import FittedMethod
 
 

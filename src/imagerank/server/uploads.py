@@ -24,7 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagerank.embedding.decoding import IMAGE_EXTENSIONS, open_image
 from imagerank.errors import BadImageError
-from imagerank.index.core import UPLOADS_PREFIX, Index
+from imagerank.index.core import Index
+from imagerank.index.files import UPLOADS_PREFIX
 from imagerank.server.errors import InvalidRequestError, UnsupportedUploadError, UploadTooLargeError
 
 # Pillow format name -> the file extension a saved upload gets (all in IMAGE_EXTENSIONS, so `imagerank index`

@@ -16,7 +16,8 @@ from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from imagerank.errors import ImageRankError
-from imagerank.index.core import UPLOADS_PREFIX, Index
+from imagerank.index.core import Index
+from imagerank.index.files import UPLOADS_PREFIX
 from imagerank.server.deps import IndexDep, ReadAccess, SettingsDep, ThumbnailsDep, WriteAccess
 from imagerank.server.errors import ImageFileMissingError, InvalidRequestError
 from imagerank.server.schemas import ERROR_RESPONSES, AddedImage, AddResponse

@@ -1,0 +1,212 @@
+"""The reading half of `Index`: search by image, vector, id or text, with the index's fitted ranking
+methods. `Index` inherits it; its state (the fits, the fitted text ranker) lives on the index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from imagerank.errors import ImageRankError
+from imagerank.index.fitted import (
+    DEFAULT_METHOD,
+    FittedMethod,
+    checked_method,
+    fit_method,
+    list_fits,
+    load_fit,
+    save_fit,
+    search_fitted,
+    staleness,
+    store_snapshot,
+)
+from imagerank.store.base import (
+    empty_results,
+    write_json_atomically,
+)
+from imagerank.text import TextRanker, checked_text, create_text_ranker
+
+
+@dataclass
+class _FittedTextRanker:
+    """A text ranker fitted on the index as it was at `version` (its size and store generation)."""
+
+    version: tuple[int, int | None]
+    ids: np.ndarray
+    labels: np.ndarray
+    ranker: TextRanker
+
+
+class Searching:
+    """`Index` methods that search and fit ranking methods."""
+
+    @property
+    def default_method(self) -> str:
+        """The ranking method `search` uses unless told otherwise (set with `set_default_method`)."""
+        return str(self.manifest.get("method") or DEFAULT_METHOD)
+
+    def set_default_method(self, method: str) -> None:
+        """Make ``method`` (a registered name or composition) this index's default ranking method."""
+        self.manifest["method"] = checked_method(method)
+        write_json_atomically(self.directory / "manifest.json", self.manifest)
+
+    def search(
+        self,
+        query: np.ndarray | Image.Image | str | Path,
+        k: int = 10,
+        labels: Sequence[str | None] | None = None,
+        method: str | None = None,
+        exclude: Collection[int] = (),
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) like FAISS: arrays of shape (n_queries, k), best first, -1 where none.
+
+        `query` is an image, an image path, one vector, or a (n, dim) array of vectors. `labels` restricts
+        results to images with those labels (None among them: the unlabelled images). `method` is a
+        ranking method (`imagerank.ranking.list_methods`, compositions such as ``probe+qe``); None is the
+        index's `default_method`. With ``cosine`` the scores are cosine similarities; other methods
+        re-score the store's cosine shortlist (see `imagerank.index.fitted`) and their scores are their own.
+        `exclude` ids are never returned, nor seen by a method as candidates.
+        """
+        self._check_labels(labels)
+        return self._ranked(self._query_vectors(query), k, labels, method, exclude)
+
+    def search_by_id(
+        self,
+        image_id: int,
+        k: int = 10,
+        labels: Sequence[str | None] | None = None,
+        method: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Images most like an indexed one ("more like this"), the image itself left out."""
+        self._check_labels(labels)
+        return self._ranked(self.store.vectors([image_id]), k, labels, method, exclude=(image_id,))
+
+    def search_text(
+        self, text: str, k: int = 10, labels: Sequence[str | None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) for a text query, shaped (1, k) like `search`, -1 where none.
+
+        The text ranker follows the backbone (`imagerank.text.create_text_ranker`). It is fitted on the
+        index's vectors and labels at the first text search, and again once the index has changed.
+        `labels` restricts results as in `search`. Raises TextQueryError for an empty or too long text.
+        """
+        text = checked_text(text)
+        self._check_labels(labels)
+        fitted = self._fitted_text_ranker()
+        if not len(fitted.ids):
+            return empty_results(1, k)
+        scores = np.asarray(fitted.ranker.score(text), dtype=np.float32)
+        candidates = np.arange(len(fitted.ids))
+        if labels:
+            wanted = [label or "" for label in labels]
+            candidates = candidates[np.isin(fitted.labels, wanted)]
+        top = candidates[np.argsort(-scores[candidates], kind="stable")[:k]]
+        ranked_scores, ranked_ids = empty_results(1, k)
+        ranked_scores[0, : len(top)], ranked_ids[0, : len(top)] = scores[top], fitted.ids[top]
+        return ranked_scores, ranked_ids
+
+    def fitted(self, method: str | None = None) -> FittedMethod:
+        """The fit of ``method`` (default: `default_method`): kept in memory, else read from the index
+        directory, else fitted now and saved there."""
+        method = checked_method(method or self.default_method)
+        if method not in self._fits:
+            fitted = load_fit(self.directory, method)
+            if fitted is None or fitted.info.vector_id != self.manifest.get("vector_id"):
+                fitted = self.fit(method)
+            self._fits[method] = fitted
+        return self._fits[method]
+
+    def fit(self, method: str | None = None) -> FittedMethod:
+        """Fit ``method`` (default: `default_method`) on this index's labels now, and save the fit."""
+        method = checked_method(method or self.default_method)
+        fitted = fit_method(self.store, method, str(self.manifest.get("vector_id")))
+        save_fit(self.directory, fitted)
+        self._fits[method] = fitted
+        return fitted
+
+    def refit_stale(self) -> list[FittedMethod]:
+        """Fit again the default method and every saved fit whose labels or vectors changed enough (see
+        `fitted.staleness`); the default method is fitted if it never was. Returns the new fits."""
+        if not len(self.store):
+            return []
+        current = store_snapshot(self.store)
+        vector_id = str(self.manifest.get("vector_id"))
+        saved = {fitted.info.method: fitted for fitted in list_fits(self.directory)}
+        refitted = []
+        for method in dict.fromkeys([self.default_method, *saved]):
+            fitted = saved.get(method)
+            if method != "cosine" and (fitted is None or staleness(fitted, current, vector_id)):
+                refitted.append(self.fit(method))
+        return refitted
+
+    def _ranked(
+        self,
+        queries: np.ndarray,
+        k: int,
+        labels: Sequence[str | None] | None,
+        method: str | None,
+        exclude: Collection[int],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        method = checked_method(method or self.default_method)
+        if method == "cosine":
+            scores, ids = self.store.search(queries, k + len(exclude), labels)
+            if not exclude:
+                return scores, ids
+            return _without(scores, ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)), k)
+        return search_fitted(self.fitted(method), self.store, queries, k, labels, exclude)
+
+    def ranking_info(self) -> dict:
+        """The default method and every saved fit: what it was fitted on, when, and whether it is stale."""
+        current = store_snapshot(self.store)
+        vector_id = str(self.manifest.get("vector_id"))
+        fits = []
+        for fitted in list_fits(self.directory):
+            reason = staleness(fitted, current, vector_id)
+            fits.append({**vars(fitted.info), "stale": reason is not None, "stale_reason": reason})
+        labelled = current.labelled
+        return {
+            "default_method": self.default_method,
+            "labelled_images": int(labelled.sum()),
+            "unlabelled_images": int((~labelled).sum()),
+            "labels": len(set(current.labels[labelled].tolist())),
+            "fits": fits,
+        }
+
+    def _fitted_text_ranker(self) -> _FittedTextRanker:
+        version = (len(self.store), getattr(self.store, "generation", None))
+        if self._text is None or self._text.version != version:
+            records = sorted(self.store.all_records(), key=lambda record: int(record.id or 0))
+            ids = np.fromiter((int(record.id or 0) for record in records), dtype=np.int64, count=len(records))
+            labels = [record.label for record in records]
+            ranker = create_text_ranker(self.model, weights=self._weights)
+            if len(ids):
+                ranker.fit(self.store.vectors(ids.tolist()), labels)
+            self._text = _FittedTextRanker(
+                version, ids, np.asarray([label or "" for label in labels], dtype=object), ranker
+            )
+        return self._text
+
+    def _query_vectors(self, query: np.ndarray | Image.Image | str | Path) -> np.ndarray:
+        if isinstance(query, np.ndarray):
+            vectors = np.asarray(query, dtype=np.float32)
+            if vectors.shape[-1] != self.store.dim:
+                raise ImageRankError(
+                    f"query vectors have dimension {vectors.shape[-1]}, index has {self.store.dim}"
+                )
+            return vectors.reshape(-1, self.store.dim)
+        return self.embedder.encode([query])
+
+
+def _without(
+    scores: np.ndarray, ids: np.ndarray, excluded: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Results without the ``excluded`` ids, each row cut or padded (as FAISS pads) to ``k``."""
+    kept_scores, kept_ids = empty_results(len(ids), k)
+    for row, keep in enumerate(~np.isin(ids, excluded)):
+        count = min(int(keep.sum()), k)
+        kept_scores[row, :count], kept_ids[row, :count] = scores[row][keep][:count], ids[row][keep][:count]
+    return kept_scores, kept_ids
