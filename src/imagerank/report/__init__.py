@@ -1,4 +1,6 @@
-"""Figures and the HTML report: matplotlib figures as display objects (`plots` and its parts) and the
-self-contained HTML report over an evaluated dataset (`html`). It may import `imagerank.errors`,
-`embedding` (decoding images, backbone names), `ranking` and `evaluation`; it never touches an index.
+"""Figures and the HTML report: matplotlib figures as functions returning a ``Figure`` (`plots`, which offers
+the search-result figures of `retrieval` and the shared colors and `save_figure` of `drawing` too), a
+labelled dataset embedded and evaluated once for them (`dataset`), and the self-contained HTML report
+(`html`). It may import `imagerank.errors`, `embedding` (decoding images, backbone names), `ranking` and
+`evaluation`; it never touches an index or a store.
 """

@@ -1,5 +1,8 @@
 """Figures for datasets, embeddings and evaluations; every function returns a matplotlib ``Figure``.
 
+The figures of search results live in `retrieval` and their shared colors and helpers in `drawing`; this
+module offers all of them, so ``from imagerank.report import plots`` is the one place to look.
+
 Figures are built with ``matplotlib.figure.Figure`` directly, never through ``pyplot``: nothing global is
 touched, nothing leaks, nothing is saved (the caller decides where a figure goes). In Jupyter, after
 ``%matplotlib inline`` (or any ``import matplotlib.pyplot``), a returned figure shows inline. matplotlib is
@@ -18,15 +21,31 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from imagerank.embedding.decoding import open_image
-from imagerank.errors import BadImageError
+from imagerank.report.drawing import (
+    _LEGEND_MAX_LABELS,
+    LETTERBOX_COLOR,
+    PROJECTIONS,
+    QUERY_COLOR,
+    WRONG_COLOR,
+    WRONG_MARK,
+    _new_figure,
+    palette,
+    thumbnail,
+)
+from imagerank.report.retrieval import (
+    QueryResults,
+    confusion_figure,
+    retrieval_comparison_figure,
+    retrieval_grid_figure,
+    top_confusions,
+    top_k_confusion,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -35,8 +54,10 @@ if TYPE_CHECKING:
     from imagerank.evaluation.evaluate import EvaluationResult
 
 __all__ = [
+    "LETTERBOX_COLOR",
     "PROJECTIONS",
     "WRONG_COLOR",
+    "WRONG_MARK",
     "QueryResults",
     "confusion_figure",
     "embedding_map_figure",
@@ -54,42 +75,6 @@ __all__ = [
     "top_confusions",
     "top_k_confusion",
 ]
-
-WRONG_COLOR = "#d62728"
-WRONG_MARK = "\u2717 "
-QUERY_COLOR = "#222222"
-LETTERBOX_COLOR = (242, 242, 242)
-PROJECTIONS = ("pca", "tsne")
-_LEGEND_MAX_LABELS = 12
-
-
-def palette(n: int) -> list[str]:
-    """Return ``n`` colors from the colorblind-safe Petroff 10-color cycle, repeating past ten."""
-    from matplotlib import style
-
-    colors = style.library["petroff10"]["axes.prop_cycle"].by_key()["color"]
-    return [colors[i % len(colors)] for i in range(n)]
-
-
-def _new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout=layout)
-
-
-def thumbnail(path: str | Path, size: int) -> Image.Image:
-    """Return the image at ``path`` scaled to fit a ``size`` square, letterboxed (aspect kept).
-
-    An unreadable file gives a grey square rather than an error, so one bad file does not lose a figure.
-    """
-    try:
-        image = open_image(path, draft_size=size)
-    except BadImageError:
-        return Image.new("RGB", (size, size), (160, 160, 160))
-    return ImageOps.pad(image, (size, size), method=Image.Resampling.BICUBIC, color=LETTERBOX_COLOR)
-
-
-# --- dataset overview ----------------------------------------------------------------------------------
 
 
 def label_counts_figure(labels: Sequence[str] | np.ndarray, ax: Axes | None = None) -> Figure:
@@ -325,184 +310,3 @@ def label_ap_figure(ap_by_label: Mapping[str, float], method: str, n: int = 15) 
 
 
 # --- qualitative grids ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QueryResults:
-    """One query image and its top results, best first, with their labels and scores."""
-
-    query: Path
-    query_label: str
-    paths: list[Path]
-    labels: list[str]
-    scores: list[float]
-
-    @property
-    def correct(self) -> list[bool]:
-        """Return whether each result shares the query's label."""
-        return [label == self.query_label for label in self.labels]
-
-
-@dataclass(frozen=True)
-class _PanelGrid:
-    """Rows of square image panels placed in inches, with room above each panel for its caption.
-
-    Grids of photos have dozens of axes; placing them directly is many times faster than a layout engine
-    and keeps every thumbnail at its natural pixel size (100 pixels per inch at the default 100 dpi).
-    """
-
-    rows: int
-    cell_width: float
-    image_height: float
-    caption_height: float = 0.36
-    title_height: float = 0.45
-    margin: float = 0.1
-
-    @property
-    def height(self) -> float:
-        return self.title_height + self.rows * (self.image_height + self.caption_height) + self.margin
-
-    def axes(self, figure: Figure, row: int, column: int, x0: float = 0.0) -> Axes:
-        """Return a new axes for the image of cell (``row``, ``column``), ``x0`` inches from the left."""
-        fig_width, fig_height = figure.get_size_inches()
-        left = x0 + self.margin + column * self.cell_width
-        top = self.title_height + row * (self.image_height + self.caption_height) + self.caption_height
-        bottom = fig_height - top - self.image_height
-        rect = (
-            left / fig_width,
-            bottom / fig_height,
-            self.image_height / fig_width,
-            self.image_height / fig_height,
-        )
-        return figure.add_axes(rect)
-
-
-def retrieval_grid_figure(
-    queries: Sequence[QueryResults], title: str | None = None, thumb_inches: float = 1.1
-) -> Figure:
-    """Return one row per query: the query, then its results with scores; wrong results framed in red.
-
-    Panels are axes labelled ``"query"`` or ``"result <rank> correct|wrong"`` (``Axes.get_label()``), so
-    code can find them.
-    """
-    return retrieval_comparison_figure({title or "": queries}, thumb_inches)
-
-
-def retrieval_comparison_figure(
-    by_method: Mapping[str, Sequence[QueryResults]], thumb_inches: float = 1.0
-) -> Figure:
-    """Return the same queries ranked by several methods: one block of columns per method, side by side."""
-    if not by_method or not all(by_method.values()):
-        raise ValueError("no queries to show")
-    widths = [1 + max(len(row.paths) for row in rows) for rows in by_method.values()]
-    n_rows = max(len(rows) for rows in by_method.values())
-    cell = thumb_inches + 0.08
-    gap = 0.3
-    grid = _PanelGrid(n_rows, cell_width=cell, image_height=thumb_inches)
-    width = sum(widths) * cell + gap * (len(widths) - 1) + 2 * grid.margin
-    figure = _new_figure(width, grid.height, layout=None)
-    size = int(thumb_inches * 100)
-    x0 = 0.0
-    for (method, rows), columns in zip(by_method.items(), widths, strict=True):
-        if method:
-            center = (x0 + grid.margin + columns * cell / 2) / width
-            figure.text(center, 1 - 0.1 / grid.height, method, ha="center", va="top", fontsize=12)
-        for row, query in enumerate(rows):
-            panel = grid.axes(figure, row, 0, x0)
-            _image_panel(
-                panel, thumbnail(query.query, size), f"query\n{query.query_label}", QUERY_COLOR, "query"
-            )
-            for rank, (path, label, score, right) in enumerate(
-                zip(query.paths, query.labels, query.scores, query.correct, strict=True), start=1
-            ):
-                caption = f"{'' if right else WRONG_MARK}{score:.3f}\n{_short(label)}"
-                status = "correct" if right else "wrong"
-                frame = None if right else WRONG_COLOR
-                panel = grid.axes(figure, row, rank, x0)
-                _image_panel(panel, thumbnail(path, size), caption, frame, f"result {rank} {status}")
-        x0 += columns * cell + gap
-    return figure
-
-
-def _image_panel(ax: Axes, image: Image.Image, caption: str, frame: str | None, name: str) -> None:
-    ax.imshow(np.asarray(image))
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_label(name)
-    ax.set_title(caption, fontsize=8, pad=4, color=frame if frame == WRONG_COLOR else "black")
-    for spine in ax.spines.values():
-        spine.set_visible(frame is not None)
-        if frame is not None:
-            spine.set_color(frame)
-            spine.set_linewidth(4 if frame == WRONG_COLOR else 2)
-
-
-def _short(text: str, width: int = 16) -> str:
-    return text if len(text) <= width else text[: width - 1] + "\u2026"
-
-
-# --- confusions ----------------------------------------------------------------------------------------
-
-
-def top_k_confusion(
-    query_labels: np.ndarray, retrieved_labels: np.ndarray, names: Sequence[str]
-) -> np.ndarray:
-    """Return ``C[i, j]``: the share of the top-K results of label-``i`` queries that have label ``j``.
-
-    Args:
-        query_labels: one label per query.
-        retrieved_labels: ``(n_queries, k)`` labels of each query's top results.
-        names: the label order of the rows and columns.
-    """
-    position = {name: i for i, name in enumerate(names)}
-    rows = np.array([position[label] for label in np.asarray(query_labels)])
-    cols = np.vectorize(position.__getitem__, otypes=[int])(np.asarray(retrieved_labels))
-    counts = np.zeros((len(names), len(names)))
-    np.add.at(counts, (np.repeat(rows, cols.shape[1]), cols.ravel()), 1.0)
-    totals = counts.sum(axis=1, keepdims=True)
-    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-
-
-def top_confusions(confusion: np.ndarray, names: Sequence[str], n: int = 10) -> list[tuple[str, str, float]]:
-    """Return the ``n`` largest off-diagonal shares as ``(query label, retrieved label, share)``."""
-    off = np.array(confusion, dtype=np.float64)
-    np.fill_diagonal(off, 0.0)
-    order = np.argsort(-off, axis=None, kind="stable")[:n]
-    pairs = [np.unravel_index(flat, off.shape) for flat in order]
-    return [(names[i], names[j], float(off[i, j])) for i, j in pairs if off[i, j] > 0]
-
-
-def confusion_figure(confusion: np.ndarray, names: Sequence[str], k: int, method: str, n: int = 12) -> Figure:
-    """Return a heatmap of the top-K confusion matrix restricted to the labels of the top confusions.
-
-    A full 100 x 100 matrix is unreadable; the labels involved in the ``n`` largest confusions show
-    where a method goes wrong (e.g. Faces vs Faces_easy). The diagonal (share of right results) is kept.
-    """
-    pairs = top_confusions(confusion, names, n)
-    involved = sorted({name for pair in pairs for name in pair[:2]}) or list(names)[: min(len(names), 12)]
-    index = [list(names).index(name) for name in involved]
-    shown = confusion[np.ix_(index, index)]
-    side = max(4.0, 0.42 * len(involved) + 2.0)
-    figure = _new_figure(side + 1.0, side)
-    ax = figure.add_subplot()
-    image = ax.imshow(shown * 100, cmap="cividis", vmin=0, vmax=100)
-    ax.set_xticks(
-        np.arange(len(involved)), involved, rotation=60, ha="right", rotation_mode="anchor", fontsize=8
-    )
-    ax.set_yticks(np.arange(len(involved)), involved, fontsize=8)
-    ax.set_xlabel(f"label of a top-{k} result")
-    ax.set_ylabel("label of the query")
-    for (row, col), value in np.ndenumerate(shown * 100):
-        if value >= 1:
-            ax.text(
-                col,
-                row,
-                f"{value:.0f}",
-                ha="center",
-                va="center",
-                fontsize=6,
-                color="black" if value > 60 else "white",
-            )
-    figure.colorbar(image, ax=ax, label=f"% of top-{k} results", shrink=0.8)
-    ax.set_title(f"Top-{k} confusions: {method}", fontsize=10)
-    return figure
