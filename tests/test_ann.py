@@ -11,7 +11,7 @@ import pytest
 
 from imagerank.errors import ImageRankError
 from imagerank.store import ann
-from imagerank.store import faiss_store as store_module
+from imagerank.store import faiss_files as store_module
 from imagerank.store.ann import INDEX_TYPES, IndexPlan, plan_index, recall_at_k
 from imagerank.store.base import ImageRecord
 from imagerank.store.faiss_store import FaissStore

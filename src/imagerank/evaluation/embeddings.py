@@ -19,11 +19,7 @@ from imagerank.embedding.embedder import cache_dir
 from imagerank.embedding.factory import create_embedder
 from imagerank.embedding.models import DEFAULT_MODEL
 from imagerank.errors import BadImageError, ImageRankError
-from imagerank.evaluation.protocols import (
-    drop_small_labels,
-    list_labelled_images,
-    scan_labelled_images,
-)
+from imagerank.evaluation.protocols import drop_small_labels, list_labelled_images, scan_labelled_images
 from imagerank.ranking import normalized
 
 

@@ -12,19 +12,9 @@ from pathlib import Path
 from imagerank.embedding.decoding import IMAGE_EXTENSIONS, scan_image_files
 from imagerank.embedding.embedder import Embedder
 from imagerank.errors import BadImageError, ImageRankError, ModelMismatchError, UnknownLabelError
-from imagerank.index.files import (
-    UPLOADS_PREFIX,
-    _record_for,
-    _relative,
-    _same_stat,
-    _SkippedFiles,
-    _stat_key,
-)
+from imagerank.index.files import UPLOADS_PREFIX, _record_for, _relative, _same_stat, _SkippedFiles, _stat_key
 from imagerank.index.fitted import FittedMethod
-from imagerank.store.base import (
-    DATABASE,
-    write_json_atomically,
-)
+from imagerank.store.base import DATABASE, write_json_atomically
 
 
 @dataclass

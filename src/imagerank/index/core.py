@@ -22,12 +22,7 @@ from imagerank.index.building import Building
 from imagerank.index.files import UPLOADS_PREFIX
 from imagerank.index.fitted import FittedMethod
 from imagerank.index.searching import Searching, _FittedTextRanker
-from imagerank.store.base import (
-    ImageRecord,
-    VectorStore,
-    read_manifest,
-    write_json_atomically,
-)
+from imagerank.store.base import ImageRecord, VectorStore, read_manifest, write_json_atomically
 from imagerank.store.factory import open_store
 
 FORMAT = "imagerank-index"

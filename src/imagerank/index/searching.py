@@ -24,10 +24,7 @@ from imagerank.index.fitted import (
     staleness,
     store_snapshot,
 )
-from imagerank.store.base import (
-    empty_results,
-    write_json_atomically,
-)
+from imagerank.store.base import empty_results, write_json_atomically
 from imagerank.text import TextRanker, checked_text, create_text_ranker
 
 

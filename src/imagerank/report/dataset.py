@@ -17,10 +17,7 @@ from PIL import Image
 
 from imagerank.embedding.models import DEFAULT_MODEL
 from imagerank.errors import BadImageError
-from imagerank.evaluation.embeddings import (
-    LabelledEmbeddings,
-    embed_labelled_folder,
-)
+from imagerank.evaluation.embeddings import LabelledEmbeddings, embed_labelled_folder
 from imagerank.evaluation.evaluate import EvaluationResult, evaluate_split
 from imagerank.evaluation.protocols import AUTO_PROTOCOL, Protocol, Split
 from imagerank.ranking import Ranker, get_method

@@ -25,11 +25,7 @@ import numpy as np
 from imagerank import __version__
 from imagerank.embedding.models import DEFAULT_MODEL
 from imagerank.errors import BadImageError
-from imagerank.evaluation.embeddings import (
-    dataset_embeddings,
-    embed_labelled_folder,
-    labelled_images,
-)
+from imagerank.evaluation.embeddings import dataset_embeddings, embed_labelled_folder, labelled_images
 from imagerank.evaluation.evaluate import EvaluationResult
 from imagerank.evaluation.protocols import AUTO_PROTOCOL, Protocol
 from imagerank.report import plots
