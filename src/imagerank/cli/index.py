@@ -14,14 +14,9 @@ from imagerank.cli.common import (
     EXIT_SKIPPED,
     IMAGE_EXTENSIONS,
     INDEX_TYPES,
-    DeviceOption,
-    EngineOption,
-    IndexOption,
-    WeightsOption,
     err,
-    fail,
-    valid_method,
 )
+from imagerank.cli.options import DeviceOption, EngineOption, IndexOption, WeightsOption, fail, valid_method
 from imagerank.errors import ImageRankError
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from imagerank.cli.common import IndexOption, fail, out
 from imagerank.cli.index import describe_store
+from imagerank.cli.options import IndexOption, fail, out
 from imagerank.errors import ImageRankError
 
 

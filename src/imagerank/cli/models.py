@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from imagerank.cli.common import out
+from imagerank.cli.options import out
 
 if TYPE_CHECKING:
     from imagerank.embedding.models import BackboneSpec

@@ -10,17 +10,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from imagerank.cli.common import (
-    EXIT_USAGE,
+from imagerank.cli.common import EXIT_USAGE, err, print_error
+from imagerank.cli.options import (
     DeviceOption,
     EngineOption,
     IndexOption,
     MethodOption,
     WeightsOption,
-    err,
     fail,
     out,
-    print_error,
     valid_method,
 )
 from imagerank.errors import ImageRankError
