@@ -125,6 +125,8 @@ class BackboneEntry:
     packaged_weights: Callable[[], Path | None] = lambda: None
     download: Callable[[], dict[str, torch.Tensor]] | None = None
     description: str = ""
+    weights_hint: str = ""
+    """Where the weights come from, for the error when they are missing (torch's cache otherwise)."""
 
 
 _REGISTRY: dict[str, BackboneEntry] = {}
@@ -136,18 +138,23 @@ def register_backbone(entry: BackboneEntry) -> BackboneEntry:
 
 
 def list_backbones() -> list[str]:
-    """Registered backbone names; any timm model is also available as `timm:<name>`."""
+    """Registered backbone names; any timm model is also available as `timm:<name>`, any open_clip model
+    as `clip:<name>` (`imagerank.clip_backbones`)."""
     return sorted(_REGISTRY)
 
 
 def get_backbone_entry(name: str) -> BackboneEntry:
-    """The registry entry for `name`, building one on the fly for `timm:<model>` names."""
+    """The registry entry for `name`, building one on the fly for `timm:<model>` and `clip:<model>` names."""
     if name.startswith("timm:"):
         return _timm_entry(name.removeprefix("timm:"))
+    if name.startswith("clip:"):
+        from imagerank.clip_backbones import clip_entry
+
+        return clip_entry(name)
     try:
         return _REGISTRY[name]
     except KeyError:
-        known = ", ".join([*list_backbones(), "timm:<name>"])
+        known = ", ".join([*list_backbones(), "timm:<name>", "clip:<open_clip name>"])
         raise UnknownModelError(f"unknown model {name!r}; choose one of: {known}") from None
 
 
@@ -227,9 +234,11 @@ def _missing_weights_message(entry: BackboneEntry, error: Exception | None) -> s
     lines = [f"no pretrained weights for {entry.spec.name!r}"]
     if error is not None:
         lines.append(f"download failed: {type(error).__name__}: {error}")
-    if where is not None:
+    if entry.weights_hint:
+        lines.append(entry.weights_hint)
+    elif where is not None:
         lines.append(f"put {entry.weights_file} at {where}")
-    lines.append("or pass --weights FILE (a state dict saved with torch.save)")
+    lines.append("or pass --weights FILE (a state dict saved with torch.save, or a .safetensors file)")
     return "; ".join(lines)
 
 
@@ -237,6 +246,10 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     import torch
 
     try:
+        if path.suffix == ".safetensors":  # how the Hugging Face Hub ships weights (open_clip's among them)
+            from safetensors.torch import load_file
+
+            return load_file(path, device="cpu")
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise WeightsNotFoundError(f"cannot read weights file {path}: {error}") from error
