@@ -157,18 +157,18 @@ def _model_and_preprocess_config(parsed: ClipName) -> tuple[dict, dict]:
 
 @contextmanager
 def _open_clip_quiet() -> Iterator[None]:
-    """Hide what open_clip logs on the root logger while building a model ("initialized randomly"): the
-    weights are loaded right after, by imagerank, and a missing one is an error of its own."""
+    """Hide what open_clip logs on the root logger while it builds a model ("initialized randomly": imagerank
+    loads the weights right after) or downloads one (a failed download is raised, and reported, anyway)."""
     root = logging.getLogger()
 
-    def below_error(record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR
+    def critical(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.CRITICAL
 
-    root.addFilter(below_error)
+    root.addFilter(critical)
     try:
         yield
     finally:
-        root.removeFilter(below_error)
+        root.removeFilter(critical)
 
 
 def _build_clip(model: str, quick_gelu: bool) -> nn.Module:
@@ -229,7 +229,8 @@ def _weights_hint(parsed: ClipName, tag_config: dict) -> str:
         return f"put an open_clip checkpoint ({', '.join(CHECKPOINT_NAMES[:3])}) in {parsed.folder}"
     if not tag_config:
         return f"open_clip has no pretrained weights for model {parsed.model!r}"
-    source = tag_config.get("hf_hub", "").rstrip("/") or tag_config.get("url", "")
+    hub = tag_config.get("hf_hub", "").rstrip("/")
+    source = f"the Hugging Face Hub ({hub})" if hub else tag_config.get("url", "")
     return (
         f"open_clip downloads model {parsed.model!r} with pretrained tag {parsed.tag!r} from {source} "
         f"when online"
