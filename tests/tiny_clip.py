@@ -43,3 +43,13 @@ def write_tiny_clip(directory: Path, seed: int = 0) -> TinyClip:
     weights = directory / "tiny-clip.pt"
     torch.save(model.state_dict(), weights)
     return TinyClip(f"clip:local-dir:{folder}", weights, folder)
+
+
+def index_with_tiny_clip(tiny: TinyClip, photos: Path, directory: Path) -> Path:
+    """`photos` indexed with the tiny model (weights through --weights, kept in the manifest); its folder."""
+    from imagerank.index import Index
+
+    with Index.create(directory, model=tiny.model, weights=tiny.weights) as index:
+        report = index.sync(photos)
+    assert not report.skipped, report.summary()
+    return directory
