@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from imagerank.errors import ModelMismatchError
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -49,8 +51,8 @@ class ClipTextRanker:
         vectors = np.asarray(vectors, dtype=np.float32)
         self.text_tower_ = _text_tower(self.model, None if self.weights is None else str(self.weights))
         if vectors.ndim != 2 or vectors.shape[1] != self.text_tower_.dim:
-            raise ValueError(
-                f"expected (n, {self.text_tower_.dim}) vectors for {self.model}, got {vectors.shape}"
+            raise ModelMismatchError(
+                f"{self.model} has {self.text_tower_.dim}-d text vectors; the image vectors are {vectors.shape}"
             )
         self.vectors_ = vectors
         return self
