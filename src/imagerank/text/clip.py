@@ -52,7 +52,7 @@ class ClipTextRanker:
         self.text_tower_ = _text_tower(self.model, None if self.weights is None else str(self.weights))
         if vectors.ndim != 2 or vectors.shape[1] != self.text_tower_.dim:
             raise ModelMismatchError(
-                f"{self.model} has {self.text_tower_.dim}-d text vectors; the image vectors are {vectors.shape}"
+                f"{self.model} makes {self.text_tower_.dim}-d vectors; these are shaped {vectors.shape}"
             )
         self.vectors_ = vectors
         return self
