@@ -63,7 +63,7 @@ def test_search_by_upload_finds_the_image_then_its_label(client: httpx.Client, s
     assert [result["label"] for result in results] == ["pizza"] * 5
     scores = [result["score"] for result in results]
     assert scores == sorted(scores, reverse=True)
-    assert body["query"] == {"kind": "upload", "id": None, "filename": "query.jpg"}
+    assert body["query"] == {"kind": "upload", "id": None, "filename": "query.jpg", "text": None}
     assert body["timing"]["embed_ms"] > 0 and body["timing"]["total_ms"] >= body["timing"]["embed_ms"]
     assert body["has_more"] is True
 

@@ -36,7 +36,9 @@ def models_command(as_json: Annotated[bool, typer.Option("--json", help="Print J
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="Backbones (any timm model also works as timm:<name>)")
+    table = Table(
+        title="Backbones (any timm model also works as timm:<name>, any open_clip one as clip:<name>)"
+    )
     for column in ("name", "dim", "input", "offline", "weights"):
         table.add_column(column, overflow="fold")  # a cut path is of no use: wrap it whole
     for row in rows:

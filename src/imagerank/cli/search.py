@@ -1,4 +1,4 @@
-"""`imagerank search`: the images of an index closest to a query image, a file or an indexed id."""
+"""`imagerank search`: the images of an index closest to a query: an image file, an indexed id or words."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def search_command(
     image_id: Annotated[
         int | None, typer.Option("--id", help="Search with an indexed image (by id) instead of a file.")
     ] = None,
+    text: Annotated[
+        str | None,
+        typer.Option("--text", "-t", help='Search by words instead, e.g. --text "a dog on a sofa".'),
+    ] = None,
     label: Annotated[
         list[str] | None,
         typer.Option("--label", "-l", help="Only return images with this label (repeatable)."),
@@ -41,27 +45,33 @@ def search_command(
     engine: EngineOption = "auto",
     device: DeviceOption = "cpu",
 ) -> None:
-    """Rank the indexed images by similarity in meaning to a query image.
+    """Rank the indexed images by similarity in meaning to a query image, or to words (--text).
 
-    The index's default method learns from its label folders; --method picks another.
+    The index's default method learns from its label folders; --method picks another. Words are matched by
+    the backbone's text tower for clip: models, else by the offline bridge through the ImageNet classes.
     """
-    if query is None and image_id is None:
-        print_error("give a QUERY image file, or --id N to search with an indexed image")
+    given = [source for source in (query, image_id, text) if source is not None]
+    if not given:
+        print_error("give a QUERY image file, or --id N to search with an indexed image, or --text WORDS")
         raise typer.Exit(EXIT_USAGE)
-    if query is not None and image_id is not None:
-        print_error("give either a QUERY image file or --id, not both")
+    if len(given) > 1:
+        print_error("give only one of a QUERY image file, --id and --text")
         raise typer.Exit(EXIT_USAGE)
+    if text is not None:
+        text = valid_text(text, method)
     method = valid_method(method)
     from imagerank.index.core import Index
 
     try:
         with Index.open(index, weights=weights, engine=engine, device=device) as opened:
-            method = method or opened.default_method
-            if image_id is not None:
+            method = method or ("text" if text is not None else opened.default_method)
+            if text is not None:
+                scores, ids = opened.search_text(text, k, labels=label)
+            elif image_id is not None:
                 scores, ids = opened.search_by_id(image_id, k, labels=label, method=method)
             else:
                 scores, ids = opened.search(query, k, labels=label, method=method)
-            fitted = None if method == "cosine" else opened.fitted(method)
+            fitted = None if method in ("cosine", "text") else opened.fitted(method)
             results = [
                 {
                     "rank": rank,
@@ -75,6 +85,7 @@ def search_command(
                 )
             ]
             about = query if image_id is None else f"id {image_id} ({opened.records([image_id])[0].path})"
+            about = f"the words {text!r}" if text is not None else about
     except KeyError as error:
         raise fail(ImageRankError(error.args[0])) from error
     except ImageRankError as error:
@@ -83,6 +94,7 @@ def search_command(
     note = fitted.info.note if fitted else None
     if as_json:
         source = {"id": image_id} if image_id is not None else {"file": str(query)}
+        source = {"text": text} if text is not None else source
         document = {"query": source, "model": opened.model, "method": ranked_with, "note": note}
         print(json.dumps({**document, "results": results}, indent=2))
         return
@@ -107,3 +119,17 @@ def search_command(
             escape(result["label"] or ""),
         )
     out.print(table)
+
+
+def valid_text(text: str, method: str | None) -> str:
+    """A --text query checked before the index is opened (exit 2 saying what is wrong), whitespace folded."""
+    from imagerank.text import TextQueryError, checked_text
+
+    if method is not None:
+        print_error("--method ranks image queries; words are ranked by the index's text ranker")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        return checked_text(text)
+    except TextQueryError as error:
+        print_error(str(error))
+        raise typer.Exit(EXIT_USAGE) from error

@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import numpy as np
-from PIL import Image
 
 from imagerank.embedding.builders import (
     _build_timm,
@@ -32,68 +27,15 @@ from imagerank.embedding.builders import (
     _torchvision_download,
     _vgg_fc2,
 )
+from imagerank.embedding.spec import IMAGENET_MEAN, IMAGENET_STD, BackboneEntry, BackboneSpec
 from imagerank.errors import UnknownModelError, WeightsNotFoundError
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_MODEL = "mobilenet_v2"
 OFFLINE_ENV = "IMAGERANK_OFFLINE"
-
-_RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What a backbone produces and the preprocessing it expects.
-
-    With `crop`, images are resized so their shorter side is `resize_size`, then center-cropped to
-    `input_size` squared (torchvision's and timm's evaluation transform). Without it, the whole image is
-    resized to `input_size` squared, aspect ratio not kept (Keras' `load_img(target_size=...)`): nothing at
-    the borders is lost, which suits retrieval. Normalization (`mean`, `std`) happens inside the network,
-    so pipelines move compact uint8 arrays.
-    """
-
-    name: str
-    dim: int
-    input_size: int = 224
-    resize_size: int = 256
-    interpolation: str = "bilinear"
-    crop: bool = True
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    weights_id: str = ""
-
-    def preprocessing(self) -> dict[str, object]:
-        """The preprocessing as plain data, for manifests."""
-        fields = asdict(self)
-        keys = ("input_size", "resize_size", "crop", "interpolation", "mean", "std")
-        return {key: fields[key] for key in keys}
-
-    def vector_id(self) -> str:
-        """Names what decides the vectors: backbone, weights and preprocessing. Equal ids, equal vectors."""
-        recipe = json.dumps([self.name, self.weights_id, self.preprocessing()], sort_keys=True)
-        return f"{self.name}-{self.weights_id}-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}"
-
-    def prepare(self, image: Image.Image) -> np.ndarray:
-        """Resize the shorter side, center-crop, and return an (H, W, 3) uint8 array.
-
-        Only the source region that ends up in the crop is resampled (Pillow's `box`), which gives the
-        same pixels as resizing the whole image and then cropping, at a fraction of the cost.
-        """
-        size = (self.input_size, self.input_size)
-        if not self.crop:
-            return np.asarray(image.convert("RGB").resize(size, _RESAMPLING[self.interpolation]), np.uint8)
-        width, height = image.size
-        scale = min(width, height) / self.resize_size
-        side = min(self.input_size * scale, width, height)
-        left, top = (width - side) / 2, (height - side) / 2
-        box = (left, top, left + side, top + side)
-        cropped = image.convert("RGB").resize(size, _RESAMPLING[self.interpolation], box=box)
-        return np.asarray(cropped, dtype=np.uint8)
 
 
 @functools.cache
@@ -124,19 +66,6 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@dataclass(frozen=True)
-class BackboneEntry:
-    """One registry entry. `download` returns a state dict through the owning library's cache."""
-
-    spec: BackboneSpec
-    build_classifier: Callable[[], nn.Module]
-    to_features: Callable[[nn.Module], nn.Module]
-    weights_file: str
-    packaged_weights: Callable[[], Path | None] = lambda: None
-    download: Callable[[], dict[str, torch.Tensor]] | None = None
-    description: str = ""
-
-
 _REGISTRY: dict[str, BackboneEntry] = {}
 
 
@@ -146,18 +75,23 @@ def register_backbone(entry: BackboneEntry) -> BackboneEntry:
 
 
 def list_backbones() -> list[str]:
-    """Registered backbone names; any timm model is also available as `timm:<name>`."""
+    """Registered backbone names; any timm model is also available as `timm:<name>`, any open_clip model
+    as `clip:<name>` (`imagerank.embedding.clip`)."""
     return sorted(_REGISTRY)
 
 
 def get_backbone_entry(name: str) -> BackboneEntry:
-    """The registry entry for `name`, building one on the fly for `timm:<model>` names."""
+    """The registry entry for `name`, building one on the fly for `timm:<model>` and `clip:<model>` names."""
     if name.startswith("timm:"):
         return _timm_entry(name.removeprefix("timm:"))
+    if name.startswith("clip:"):
+        from imagerank.embedding.clip import clip_entry
+
+        return clip_entry(name)
     try:
         return _REGISTRY[name]
     except KeyError:
-        known = ", ".join([*list_backbones(), "timm:<name>"])
+        known = ", ".join([*list_backbones(), "timm:<name>", "clip:<open_clip name>"])
         raise UnknownModelError(f"unknown model {name!r}; choose one of: {known}") from None
 
 
@@ -237,9 +171,11 @@ def _missing_weights_message(entry: BackboneEntry, error: Exception | None) -> s
     lines = [f"no pretrained weights for {entry.spec.name!r}"]
     if error is not None:
         lines.append(f"download failed: {type(error).__name__}: {error}")
-    if where is not None:
+    if entry.weights_hint:
+        lines.append(entry.weights_hint)
+    elif where is not None:
         lines.append(f"put {entry.weights_file} at {where}")
-    lines.append("or pass --weights FILE (a state dict saved with torch.save)")
+    lines.append("or pass --weights FILE (a state dict saved with torch.save, or a .safetensors file)")
     return "; ".join(lines)
 
 
@@ -247,6 +183,10 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     import torch
 
     try:
+        if path.suffix == ".safetensors":  # how the Hugging Face Hub ships weights (open_clip's among them)
+            from safetensors.torch import load_file
+
+            return load_file(path, device="cpu")
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise WeightsNotFoundError(f"cannot read weights file {path}: {error}") from error

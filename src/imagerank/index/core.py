@@ -107,7 +107,8 @@ class Index(Building, Searching):
         directory.mkdir(parents=True, exist_ok=True)
         opened = open_store(manifest["store"], directory, spec.dim, index_type)
         write_json_atomically(directory / "manifest.json", manifest)
-        return cls(directory, manifest, opened, embedder, engine=engine, device=device, address=address)
+        weights_file = manifest["weights_file"]
+        return cls(directory, manifest, opened, embedder, weights_file, engine, device, address)
 
     @classmethod
     def open(

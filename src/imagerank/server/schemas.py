@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from imagerank.index.fitted import UnknownMethodError, checked_method
+from imagerank.text import MAX_TEXT_CHARS, TextQueryError, checked_text
 
 MAX_K = 100
 MAX_OFFSET = 1000
@@ -16,8 +17,8 @@ ImageId = Annotated[int, Field(ge=0, le=2**53, description="An indexed image's i
 Label = Annotated[str, Field(min_length=1, max_length=200)]
 
 
-class SearchOptions(BaseModel):
-    """How to search: page size and position, label filter, relevance feedback and ranking method."""
+class PageOptions(BaseModel):
+    """Which results: page size and position, and a label filter."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -26,6 +27,11 @@ class SearchOptions(BaseModel):
     labels: list[Label] = Field(
         default_factory=list, max_length=100, description="Only return images with one of these labels."
     )
+
+
+class SearchOptions(PageOptions):
+    """How to search: page size and position, label filter, relevance feedback and ranking method."""
+
     relevant: list[ImageId] = Field(
         default_factory=list, max_length=MAX_FEEDBACK_IDS, description="Ids marked relevant (feedback)."
     )
@@ -59,10 +65,31 @@ class SearchByIdRequest(SearchOptions):
     id: ImageId
 
 
+class SearchByTextRequest(PageOptions):
+    """Search by words: the images that best match a text, e.g. "a dog on a sofa"."""
+
+    text: str = Field(
+        description=f"The words to search for: not blank, at most {MAX_TEXT_CHARS} characters. Matched by "
+        "the backbone's text tower for clip: models, else by the offline bridge through the ImageNet classes "
+        "and the index's labels.",
+        examples=["a dog on a sofa"],
+    )
+
+    @field_validator("text")
+    @classmethod
+    def _searchable(cls, text: str) -> str:
+        try:
+            return checked_text(text)
+        except TextQueryError as error:
+            raise ValueError(str(error)) from None
+
+
 class SearchResult(BaseModel):
     rank: int = Field(description="1-based rank over all pages.")
     id: int
-    score: float = Field(description="Cosine similarity to the (refined) query.")
+    score: float = Field(
+        description="Cosine similarity to the (refined) query; for a text query, the text ranker's score."
+    )
     label: str | None
     path: str = Field(description="Path relative to the indexed folder, with forward slashes.")
     width: int
@@ -72,15 +99,18 @@ class SearchResult(BaseModel):
 
 
 class Timing(BaseModel):
-    embed_ms: float = Field(description="Reading, decoding and embedding the uploaded query (0 by id).")
+    embed_ms: float = Field(
+        description="Reading, decoding and embedding the uploaded query (0 by id; a text's is in search_ms)."
+    )
     search_ms: float = Field(description="Feedback, vector search and metadata lookup.")
     total_ms: float
 
 
 class QueryInfo(BaseModel):
-    kind: Literal["upload", "id"]
+    kind: Literal["upload", "id", "text"]
     id: int | None = None
     filename: str | None = None
+    text: str | None = None
 
 
 class SearchResponse(BaseModel):

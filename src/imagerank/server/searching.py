@@ -1,4 +1,4 @@
-"""Search with an index: query vectors from uploads or ids, relevance feedback, one page of results.
+"""Search with an index: query vectors from uploads or ids, relevance feedback, words; one page of results.
 
 Pure functions over an `Index`; the routes only translate HTTP to these calls and back.
 """
@@ -96,6 +96,17 @@ def ranked_page(
         method=method,
         exclude=set(exclude),
     )
+    return _page(index, scores, ids, k, offset)
+
+
+def ranked_text_page(index: Index, text: str, k: int, offset: int, labels: Sequence[str] = ()) -> Page:
+    """Results offset+1 .. offset+k of the ranking for the words `text` (`Index.search_text`)."""
+    scores, ids = index.search_text(text, k=offset + k + 1, labels=list(labels) or None)
+    return _page(index, scores, ids, k, offset)
+
+
+def _page(index: Index, scores: np.ndarray, ids: np.ndarray, k: int, offset: int) -> Page:
+    """The page offset+1 .. offset+k of a (1, n) ranking (one more than the page tells if a next exists)."""
     ranked = [
         (float(score), int(image_id))
         for score, image_id in zip(scores[0], ids[0], strict=True)

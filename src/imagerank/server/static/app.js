@@ -1,4 +1,5 @@
-// imagerank web page: pick, drop or paste a query image, browse ranked results, refine with feedback.
+// imagerank web page: pick, drop or paste a query image, or type words; browse ranked results, refine with
+// feedback (image queries).
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
@@ -48,7 +49,7 @@ window.fetch = async (resource, options = {}) => {
 };
 
 const state = {
-  query: null, // {kind: "upload", file, name} or {kind: "id", id, path}
+  query: null, // {kind: "upload", file, name}, {kind: "id", id, path} or {kind: "text", text}
   relevant: new Set(),
   notRelevant: new Set(),
   offset: 0,
@@ -68,8 +69,14 @@ function searchRequest() {
     relevant: [...state.relevant],
     not_relevant: [...state.notRelevant],
   };
+  const json = { "Content-Type": "application/json" };
   if (state.query.kind === "id") {
-    return { body: JSON.stringify({ id: state.query.id, ...options }), headers: { "Content-Type": "application/json" } };
+    return { body: JSON.stringify({ id: state.query.id, ...options }), headers: json };
+  }
+  if (state.query.kind === "text") {
+    // Words rank with the index's text ranker: no ranking method, no feedback.
+    const { k, offset, labels } = options;
+    return { body: JSON.stringify({ text: state.query.text, k, offset, labels }), headers: json };
   }
   const form = new FormData();
   form.append("image", state.query.file, state.query.name);
@@ -113,7 +120,9 @@ function render(data) {
   $("#prev-page").disabled = data.offset === 0;
   $("#next-page").disabled = !data.has_more;
   const where = state.label ? ` labelled “${state.label}”` : "";
-  const ranked = ` ranked by ${data.method}${data.note ? ` (${data.note})` : ""}`;
+  const ranked = data.query.kind === "text"
+    ? ` matching “${data.query.text}”`
+    : ` ranked by ${data.method}${data.note ? ` (${data.note})` : ""}`;
   setStatus(
     data.results.length
       ? `Showing results ${first}–${last}${where}${ranked} (${Math.round(data.timing.total_ms)} ms).`
@@ -151,6 +160,7 @@ function card(result) {
   item.querySelector(".card-score").textContent = result.score.toFixed(3);
   item.querySelector(".card-score").title = `score, rank ${result.rank}`;
   item.querySelector(".feedback").setAttribute("aria-label", `Feedback on ${result.path}`);
+  item.querySelector(".feedback").hidden = state.query.kind === "text"; // feedback refines image queries
   const relevant = item.querySelector(".relevant");
   const notRelevant = item.querySelector(".not-relevant");
   relevant.setAttribute("aria-pressed", String(state.relevant.has(result.id)));
@@ -205,10 +215,24 @@ function searchById(result) {
   search();
 }
 
+function searchByText(text) {
+  const words = text.trim();
+  if (!words) {
+    showError("Type a few words to search for, for example “a dog on a sofa”.");
+    return;
+  }
+  state.query = { kind: "text", text: words };
+  showQuery(null, `Words: “${words}”`);
+  resetForNewQuery();
+  search();
+}
+
 function showQuery(url, caption) {
   const image = $("#query-image");
   if (image.src.startsWith("blob:")) URL.revokeObjectURL(image.src);
-  image.src = url;
+  image.hidden = !url;
+  if (url) image.src = url;
+  else image.removeAttribute("src");
   $("#query-caption").textContent = caption;
   $("#query-preview").hidden = false;
 }
@@ -286,6 +310,10 @@ function wireDropAndPaste() {
 }
 
 function wireControls() {
+  $("#text-search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    searchByText($("#text-query").value);
+  });
   $("#file-input").addEventListener("change", (event) => {
     searchByFile(event.target.files[0]);
     event.target.value = ""; // choosing the same file again searches again

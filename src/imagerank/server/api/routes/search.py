@@ -1,7 +1,8 @@
-"""POST /api/search: rank the indexed images by similarity to an uploaded image or an indexed one."""
+"""POST /api/search: rank the indexed images by similarity to an uploaded image, an indexed one, or words."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from time import perf_counter
 from typing import TypeVar
@@ -20,12 +21,20 @@ from imagerank.server.schemas import (
     ERROR_RESPONSES,
     QueryInfo,
     SearchByIdRequest,
+    SearchByTextRequest,
     SearchOptions,
     SearchResponse,
     SearchResult,
     Timing,
 )
-from imagerank.server.searching import Page, embed_image, ranked_page, refined_query, vectors_of
+from imagerank.server.searching import (
+    Page,
+    embed_image,
+    ranked_page,
+    ranked_text_page,
+    refined_query,
+    vectors_of,
+)
 from imagerank.server.settings import ServerSettings
 from imagerank.server.uploads import decode_upload, read_upload
 
@@ -50,7 +59,14 @@ def _request_body_schema() -> dict:
             "required": True,
             "content": {
                 "multipart/form-data": {"schema": form},
-                "application/json": {"schema": SearchByIdRequest.model_json_schema()},
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            SearchByIdRequest.model_json_schema(),
+                            SearchByTextRequest.model_json_schema(),
+                        ]
+                    }
+                },
             },
         }
     }
@@ -59,7 +75,8 @@ def _request_body_schema() -> dict:
 @router.post("", responses=ERROR_RESPONSES, openapi_extra=_request_body_schema())
 async def search(request: Request, index: IndexDep, settings: SettingsDep) -> SearchResponse:
     """Search by a **multipart** upload (field `image`, plus the options as form fields; lists repeat the
-    field) or by **JSON** naming an indexed image `id` ("more like this").
+    field), by **JSON** naming an indexed image `id` ("more like this"), or by **JSON** with words in `text`
+    (`{"text": "a dog on a sofa", "k": 12, "labels": []}`).
 
     Ids marked `not_relevant` are never returned; with feedback ids the query vector is refined with
     Rocchio's method before searching. Page with `offset` and `k`; `has_more` says whether to go on.
@@ -67,7 +84,12 @@ async def search(request: Request, index: IndexDep, settings: SettingsDep) -> Se
     started = perf_counter()
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
-        by_id = _validated(SearchByIdRequest, await request.body())
+        body = await request.body()
+        if _names_text(body):
+            by_text = _validated(SearchByTextRequest, body)
+            query = QueryInfo(kind="text", text=by_text.text)
+            return await run_in_threadpool(_search_by_text, index, by_text, query, started)
+        by_id = _validated(SearchByIdRequest, body)
         plan = _Plan(index, settings, by_id, QueryInfo(kind="id", id=by_id.id), started)
         return await run_in_threadpool(_search_by_id, plan, by_id.id)
     if content_type.startswith("multipart/form-data"):
@@ -95,6 +117,35 @@ class _Plan:
 def _search_by_id(plan: _Plan, image_id: int) -> SearchResponse:
     vector = vectors_of(plan.index, [image_id])
     return _respond(plan, vector, embed_ms=0.0, exclude={image_id})
+
+
+def _names_text(body: bytes) -> bool:
+    """Whether a JSON body is a search by words (a `text` field); any other goes to the search by id."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and "text" in document
+
+
+def _search_by_text(
+    index: Index, request: SearchByTextRequest, query: QueryInfo, started: float
+) -> SearchResponse:
+    page = ranked_text_page(index, request.text, request.k, request.offset, request.labels)
+    finished = perf_counter()
+    return SearchResponse(
+        query=query,
+        method="text",
+        k=request.k,
+        offset=request.offset,
+        has_more=page.has_more,
+        results=_results(page),
+        timing=Timing(
+            embed_ms=0.0,
+            search_ms=round((finished - started) * 1000, 3),
+            total_ms=round((finished - started) * 1000, 3),
+        ),
+    )
 
 
 def _search_by_upload(plan: _Plan, data: bytes) -> SearchResponse:
