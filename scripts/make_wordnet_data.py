@@ -75,7 +75,7 @@ def main() -> None:
         synset = position[wnid.removeprefix("n")]
         classes.append({"wnid": wnid, "synset": synset, "lemmas": lemmas[synset], "gloss": glosses[synset]})
     data = {
-        "source": "WordNet 3.0 (Princeton University), noun database files; ImageNet-1k class order from timm",
+        "source": "WordNet 3.0 (Princeton University) noun database; ImageNet-1k class order from timm",
         "hypernyms": [[position[o] for o in parents] for parents in hypernyms],
         "lemmas": senses,
         "exceptions": exceptions,

@@ -77,7 +77,7 @@ class BridgeTextRanker:
         head = classifier_head(self.model, self.weights)
         if vectors.shape[1] != head.weight.shape[1]:
             raise ValueError(
-                f"vectors have {vectors.shape[1]} dimensions; the {self.model} head expects {head.weight.shape[1]}"
+                f"vectors have {vectors.shape[1]} dimensions; the {self.model} head {head.weight.shape[1]}"
             )
         self._class_log_posteriors = _class_log_posteriors(vectors, head)
         self._label_names = sorted({label for label in labels if label})
@@ -149,7 +149,7 @@ def calibrated_scale(vectors: np.ndarray, head: ClassifierHead, sample: int = 20
 
 
 def _label_log_posteriors(vectors: np.ndarray, labels: Sequence[str | None], names: list[str]) -> np.ndarray:
-    """(labels, n) log p(label | image): one-hot for labelled images, a nearest-centroid softmax for the rest."""
+    """(labels, n) log p(label | image): one-hot for labelled images, nearest-centroid softmax for others."""
     label_array = np.array([label or "" for label in labels], dtype=object)
     centroids = np.stack([vectors[label_array == name].mean(axis=0) for name in names])
     centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
