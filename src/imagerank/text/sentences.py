@@ -8,6 +8,8 @@ without importing it.
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 import threading
 import zipfile
 from collections.abc import Sequence
@@ -44,17 +46,22 @@ def model_dir() -> Path:
     source = model_zip()
     target = cache_dir() / "text" / f"{MODEL_NAME}-{source.stat().st_size}"
     if not (target / "config.json").is_file():
-        partial = target.with_name(target.name + ".partial")
+        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
         with zipfile.ZipFile(source) as archive:
             archive.extractall(partial)
-        partial.replace(target)
+        try:
+            partial.replace(target)
+        except OSError:  # another process extracted it first
+            shutil.rmtree(partial, ignore_errors=True)
     return target
 
 
 @functools.cache
 def _model() -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars on every CLI run
     with _lock:
         return SentenceTransformer(str(model_dir()), device="cpu")
 
