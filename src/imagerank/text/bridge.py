@@ -5,7 +5,9 @@ No network and no CLIP: a text reaches images in two ways.
 - **ImageNet classes** (works on any index, labelled or not). The text picks the classes it means: by
   MiniLM similarity to each class's names and WordNet gloss, and by distance in the WordNet noun tree (a
   "ketch" is a sailing vessel, two links from "schooner"). Each image is scored by the posterior of those
-  classes under the backbone's classifier head, applied to the stored vector. Stored vectors are
+  classes under the backbone's classifier head, applied to the stored vector (each class's posterior
+  divided by the square root of its mean over the index), then blended with the cosine to the mean of the
+  ten best images (pseudo-relevance feedback). Stored vectors are
   L2-normalised, so the head sees them rescaled by one temperature per index, calibrated in `fit` so the
   mean top-class posterior over the index is `CALIBRATED_CONFIDENCE` (about what the heads give on the
   unnormalised features of natural photos).
@@ -43,6 +45,15 @@ LINK_COST = 1.0
 """Log-weight a class loses per WordNet link between it and the query's nearest noun."""
 UNRELATED_LINKS = 50.0
 """Distance given to classes no query noun has a path to."""
+PRIOR_WEIGHT = 0.5
+"""How much of each class's mean posterior over the index is divided out (p(c | image) / p(c) ** 0.5), so a
+class the head gives to many images of this collection does not swamp the rarer classes a text picks."""
+FEEDBACK_IMAGES = 10
+FEEDBACK_WEIGHT = 0.5
+FEEDBACK_FRACTION = 20
+"""Pseudo-relevance feedback: the class scores are blended (as z-scores) with the cosine of every image to
+the mean of the top `FEEDBACK_IMAGES` (at most one image in `FEEDBACK_FRACTION`; none in a collection of
+under 40), which pulls in images like the best matches that the head missed."""
 LABEL_TEMPERATURE = 0.02
 """Softmax temperature of the nearest-centroid label classifier, in units of image cosine."""
 LABEL_MATCH = (0.5, 0.7)
@@ -64,7 +75,9 @@ class BridgeTextRanker:
     def __init__(self, model: str, weights: str | Path | None = None) -> None:
         self.model = model
         self.weights = weights
+        self._vectors = np.zeros((0, 0), np.float32)
         self._class_log_posteriors = np.zeros((0, 0), np.float16)
+        self._class_log_priors = np.zeros(0, np.float32)
         self._label_names: list[str] = []
         self._label_embeddings = np.zeros((0, 0), np.float32)
         self._label_log_posteriors = np.zeros((0, 0), np.float32)
@@ -79,7 +92,9 @@ class BridgeTextRanker:
             raise ValueError(
                 f"vectors have {vectors.shape[1]} dimensions; the {self.model} head {head.weight.shape[1]}"
             )
+        self._vectors = vectors
         self._class_log_posteriors = _class_log_posteriors(vectors, head)
+        self._class_log_priors = _class_log_priors(self._class_log_posteriors)
         self._label_names = sorted({label for label in labels if label})
         if self._label_names:
             self._label_embeddings = encode([query_words(name) for name in self._label_names])
@@ -102,7 +117,16 @@ class BridgeTextRanker:
             links, UNRELATED_LINKS
         )
         chosen = np.argpartition(-affinity, CLASSES_PER_QUERY)[:CLASSES_PER_QUERY]
-        return _log_mixture(self._class_log_posteriors[chosen], affinity[chosen])
+        log_posteriors = self._class_log_posteriors[chosen].astype(np.float32)
+        scores = _log_mixture(
+            log_posteriors - PRIOR_WEIGHT * self._class_log_priors[chosen, None], affinity[chosen]
+        )
+        count = min(FEEDBACK_IMAGES, len(scores) // FEEDBACK_FRACTION)
+        if count < 2:
+            return scores
+        best = np.argpartition(-scores, count)[:count]
+        feedback = self._vectors @ self._vectors[best].mean(axis=0)
+        return (1 - FEEDBACK_WEIGHT) * _standardized(scores) + FEEDBACK_WEIGHT * _standardized(feedback)
 
     def _label_blend(self, query: np.ndarray) -> float:
         if not self._label_names:
@@ -121,6 +145,18 @@ def _log_mixture(log_posteriors: np.ndarray, affinity: np.ndarray) -> np.ndarray
     weights = np.exp(affinity - affinity.max())
     weights /= weights.sum()
     return np.log(weights.astype(np.float32) @ np.exp(log_posteriors.astype(np.float32)) + 1e-30)
+
+
+def _standardized(scores: np.ndarray) -> np.ndarray:
+    return (scores - scores.mean()) / max(float(scores.std()), 1e-12)
+
+
+def _class_log_priors(log_posteriors: np.ndarray) -> np.ndarray:
+    """(1000,) log of each class's mean posterior over the fitted images."""
+    sums = np.zeros(len(log_posteriors), np.float64)
+    for start in range(0, log_posteriors.shape[1], _CHUNK):
+        sums += np.exp(log_posteriors[:, start : start + _CHUNK].astype(np.float32)).sum(axis=1)
+    return np.log(sums / max(log_posteriors.shape[1], 1) + 1e-30).astype(np.float32)
 
 
 def _class_log_posteriors(vectors: np.ndarray, head: ClassifierHead) -> np.ndarray:
