@@ -112,3 +112,16 @@ def test_evaluate_text_runs_end_to_end(cli, small_sample: Path, tmp_path: Path):
     assert set(zero_shot["per_name"]) == {"dalmatian", "laptop", "strawberry"}
     assert zero_shot["mean_p@3"] == 1.0
     assert document["with_labels"]["images_ranked"] == 6  # the candidates: 2 per label (1 trains, 1 queries)
+
+
+def test_only_a_head_fed_by_the_indexed_features_is_used():
+    """VGG16's head takes fc2 activations (4096-d): `vgg16_fc2` has a head, `vgg16` (512-d conv5) has none."""
+    import torchvision
+
+    from imagerank.errors import ImageRankError
+    from imagerank.text.heads import _last_linear
+
+    vgg = torchvision.models.vgg16(weights=None)
+    assert _last_linear(vgg, 4096, "vgg16_fc2").weight.shape == (1000, 4096)
+    with pytest.raises(ImageRankError, match="no ImageNet-1k classifier head"):
+        _last_linear(vgg, 512, "vgg16")
