@@ -89,9 +89,8 @@ class BridgeTextRanker:
             raise ValueError(f"{len(vectors)} vectors but {len(labels)} labels")
         head = classifier_head(self.model, self.weights)
         if vectors.shape[1] != head.weight.shape[1]:
-            raise ValueError(
-                f"vectors have {vectors.shape[1]} dimensions; the {self.model} head {head.weight.shape[1]}"
-            )
+            dim = head.weight.shape[1]
+            raise ValueError(f"vectors have {vectors.shape[1]} dimensions; the {self.model} head takes {dim}")
         self._vectors = vectors
         self._class_log_posteriors = _class_log_posteriors(vectors, head)
         self._class_log_priors = _class_log_priors(self._class_log_posteriors)
@@ -102,7 +101,8 @@ class BridgeTextRanker:
         return self
 
     def score(self, text: str) -> np.ndarray:
-        """One score per fitted image: the log-posterior of what ``text`` names (higher is closer)."""
+        """One score per fitted image, higher is closer: the log-posterior of the labels ``text`` names, or
+        (far from every label name) its standardised ImageNet class score, or a blend of both in between."""
         words = query_words(checked_text(text))
         query = encode([words])[0]
         blend = self._label_blend(query)
