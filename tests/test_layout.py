@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "ranking": {"errors"},
     "text": {"errors", "embedding", "ranking"},
     "index": {"errors", "embedding", "store", "ranking", "text"},
-    "evaluation": {"errors", "embedding", "store", "ranking", "index"},
+    "evaluation": {"errors", "embedding", "store", "ranking", "text", "index"},
     "report": {"errors", "embedding", "ranking", "evaluation"},
     "server": {"errors", "embedding", "store", "ranking", "text", "index"},
     "cli": {"errors", "embedding", "store", "ranking", "text", "index", "evaluation", "report", "server"},

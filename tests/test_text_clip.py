@@ -16,7 +16,8 @@ from tiny_clip import TinyClip, write_tiny_clip
 from imagerank import Index, create_embedder
 from imagerank.embedding.models import get_backbone_entry
 from imagerank.errors import UnknownModelError, WeightsNotFoundError
-from imagerank.text import TextQueryError, create_text_ranker
+from imagerank.text import create_text_ranker
+from imagerank.text.base import TextQueryError
 from imagerank.text.clip import PROMPT_TEMPLATE, ClipTextRanker
 
 open_clip = pytest.importorskip("open_clip")

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from imagerank.errors import BadImageError
+    from imagerank.evaluation.embeddings import LabelledEmbeddings
     from imagerank.evaluation.evaluate import EvaluationResult
+    from imagerank.evaluation.protocols import Protocol
 
 DEFAULT_METHODS = "random,cosine,lda,propagation,qe,dba,kreciprocal,dba+kreciprocal,probe,probe+qe,hybrid"
 
@@ -83,6 +85,14 @@ def evaluate_command(
             "unlabelled, every query searched with Index.search. Prints both tables.",
         ),
     ] = None,
+    text: Annotated[
+        bool,
+        typer.Option(
+            "--text",
+            help="Evaluate search by words instead of the methods: each label name is a text query, "
+            "zero-shot (every image ranked, no label used) and with the protocol's training images labelled.",
+        ),
+    ] = False,
 ) -> None:
     """Evaluate ranking methods on a labelled folder: P@K, AP@K, mAP, recall@K, nDCG@K with 95% intervals."""
     from imagerank.evaluation.embeddings import embed_labelled_folder
@@ -107,6 +117,16 @@ def evaluate_command(
         chosen = requested.fitted(embedded.labels)
         if requested.name == "auto":
             err.print(f"protocol: {escape(chosen.describe())}", highlight=False)
+        if text:
+            text_evaluation(
+                dataset_dir,
+                embedded,
+                model,
+                chosen,
+                k,
+                out or Path(f"evaluation-text-{model.replace(':', '_')}.json"),
+            )
+            return
         started = time.perf_counter()
         result = evaluate_protocol(embedded.vectors[model], embedded.labels, chosen, names, k=k)
         evaluation_seconds = time.perf_counter() - started
@@ -152,6 +172,40 @@ def evaluate_command(
     }
     if searched is not None:
         document["through_index"] = searched.to_dict()
+    target.write_text(json.dumps(document, indent=2), encoding="utf-8")
+    _out.print(f"wrote {escape(str(target))}", highlight=False)
+
+
+def text_evaluation(
+    dataset_dir: Path, embedded: LabelledEmbeddings, model: str, protocol: Protocol, k: int, target: Path
+) -> None:
+    """Run `imagerank.evaluation.text.evaluate_text`, print its table and write its JSON to ``target``."""
+    from rich.table import Table
+
+    from imagerank.evaluation.text import evaluate_text
+
+    started = time.perf_counter()
+    result = evaluate_text(embedded.vectors[model], embedded.labels, model, protocol, k=k)
+    seconds = time.perf_counter() - started
+    table = Table(
+        title=f"search by words, {escape(model)}: each of {len(result.zero_shot.names)} label names a query"
+    )
+    for column in ("setting", "images ranked", f"mean P@{k}", "mAP", f"names at P@{k} 0"):
+        table.add_column(column, justify="left" if column == "setting" else "right")
+    for setting, scores in (
+        ("zero-shot (no labels)", result.zero_shot),
+        (f"with labels ({protocol.name} protocol)", result.with_labels),
+    ):
+        table.add_row(
+            setting,
+            str(scores.n_ranked),
+            f"{scores.mean_precision:.4f}",
+            f"{scores.mean_average_precision:.4f}",
+            str(len(scores.names_at_zero)),
+        )
+    _out.print(table)
+    _out.print(f"{len(embedded.paths)} images; text evaluation {seconds:.1f} s.", highlight=False)
+    document = {"dataset": str(dataset_dir), **result.to_dict()}
     target.write_text(json.dumps(document, indent=2), encoding="utf-8")
     _out.print(f"wrote {escape(str(target))}", highlight=False)
 

@@ -123,7 +123,7 @@ def search_command(
 
 def valid_text(text: str, method: str | None) -> str:
     """A --text query checked before the index is opened (exit 2 saying what is wrong), whitespace folded."""
-    from imagerank.text import TextQueryError, checked_text
+    from imagerank.text.base import TextQueryError, checked_text
 
     if method is not None:
         print_error("--method ranks image queries; words are ranked by the index's text ranker")

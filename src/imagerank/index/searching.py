@@ -25,7 +25,8 @@ from imagerank.index.fitted import (
     store_snapshot,
 )
 from imagerank.store.base import empty_results, write_json_atomically
-from imagerank.text import TextRanker, checked_text, create_text_ranker
+from imagerank.text import create_text_ranker
+from imagerank.text.base import TextRanker, checked_text
 
 
 @dataclass

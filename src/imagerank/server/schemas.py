@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from imagerank.index.fitted import UnknownMethodError, checked_method
-from imagerank.text import MAX_TEXT_CHARS, TextQueryError, checked_text
+from imagerank.text.base import MAX_TEXT_CHARS, TextQueryError, checked_text
 
 MAX_K = 100
 MAX_OFFSET = 1000

@@ -1,0 +1,127 @@
+"""The offline text bridge with its real parts: MobileNetV2's ImageNet head, WordNet, all-MiniLM-L6-v2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imagerank import Index
+from imagerank.text.base import MAX_TEXT_CHARS, TextQueryError
+from imagerank.text.bridge import BridgeTextRanker, query_words
+from imagerank.text.wordnet import imagenet_taxonomy
+
+pytest.importorskip("sentence_transformers")
+
+
+@pytest.fixture(scope="session")
+def sample_labels(sample_files: list[Path]) -> np.ndarray:
+    return np.array([path.parent.name for path in sample_files])
+
+
+@pytest.fixture(scope="session")
+def zero_shot_ranker(sample_vectors: np.ndarray) -> BridgeTextRanker:
+    """The bridge fitted on the sample with no labels at all."""
+    return BridgeTextRanker("mobilenet_v2").fit(sample_vectors, [None] * len(sample_vectors))
+
+
+@pytest.fixture(scope="session")
+def unlabelled_index(tmp_path_factory: pytest.TempPathFactory, sample_files: list[Path], mobilenet) -> Index:
+    """The sample's photos side by side in one folder, so the index has no labels."""
+    photos = tmp_path_factory.mktemp("flat-photos")
+    for path in sample_files:
+        shutil.copy2(path, photos / f"{path.parent.name}-{path.name}")
+    index = Index.create(tmp_path_factory.mktemp("flat-index") / "index", embedder=mobilenet)
+    index.sync(photos, batch_size=16)
+    yield index
+    index.close()
+
+
+def test_query_words_split_folder_names_into_words():
+    assert query_words("Faces_easy") == "faces easy"
+    assert query_words("carSide") == "car side"
+    assert query_words("  A  water-lily ") == "a water lily"
+
+
+def test_wordnet_places_a_word_without_a_class_next_to_its_kin():
+    taxonomy = imagenet_taxonomy()
+    nearest = int(np.argmin(taxonomy.distances("ketch")))  # a two-masted sailing vessel: no ImageNet class
+    assert taxonomy.class_names[nearest][0] == "schooner"
+    assert taxonomy.base_form("mice") == "mouse"
+    assert taxonomy.base_form("boxes") == "box"
+    assert np.isinf(taxonomy.distances("qwertyuiop")).all()
+
+
+def test_dalmatian_comes_first_on_the_labelled_sample(sample_index: Index):
+    _, ids = sample_index.search_text("dalmatian", k=3)
+    records = sample_index.records(ids[0].tolist())
+    assert [record.label for record in records] == ["dalmatian"] * 3
+
+
+def test_an_unlabelled_index_is_searched_zero_shot(unlabelled_index: Index):
+    for name in ("dalmatian", "llama", "strawberry"):
+        _, ids = unlabelled_index.search_text(f"a photo of a {name}", k=5)
+        records = unlabelled_index.records(ids[0].tolist())
+        assert all(record.label is None for record in records)
+        found = [Path(record.path).name.split("-")[0] for record in records]
+        assert found == [name] * 5, (name, found)
+
+
+def test_every_sample_name_finds_its_own_photos_zero_shot(
+    zero_shot_ranker: BridgeTextRanker, sample_labels: np.ndarray
+):
+    for name in sorted(set(sample_labels)):
+        top = np.argsort(-zero_shot_ranker.score(name), kind="stable")[:8]
+        assert (sample_labels[top] == name).mean() >= 0.75, name
+
+
+def test_a_label_name_reaches_the_unlabelled_images_like_its_labelled_ones(
+    sample_vectors: np.ndarray, sample_labels: np.ndarray
+):
+    """'zorblax' means nothing to ImageNet or WordNet: only the labels can answer it."""
+    first_half = np.arange(len(sample_labels)) % 8 < 4
+    labels = [
+        ("zorblax" if label == "umbrella" else str(label)) if known else None
+        for label, known in zip(sample_labels, first_half, strict=True)
+    ]
+    ranker = BridgeTextRanker("mobilenet_v2").fit(sample_vectors, labels)
+    for text in ("zorblax", "photos of zorblaxes"):  # matched by meaning, not by equal strings
+        top = np.argsort(-ranker.score(text), kind="stable")[:8]
+        assert (sample_labels[top] == "umbrella").all(), text
+        assert (~first_half[top]).sum() == 4  # the four unlabelled umbrellas, after the four labelled
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t ", "x" * 10_000])
+def test_empty_or_too_long_text_is_refused(sample_index: Index, text: str):
+    with pytest.raises(TextQueryError, match=r"empty|characters"):
+        sample_index.search_text(text)
+    assert len("x" * 10_000) > MAX_TEXT_CHARS
+
+
+def test_evaluate_text_runs_end_to_end(cli, small_sample: Path, tmp_path: Path):
+    out = tmp_path / "text.json"
+    result = cli("evaluate", small_sample, "--text", "-k", "3", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "zero-shot" in result.stdout and "with labels" in result.stdout
+    document = json.loads(out.read_text())
+    zero_shot = document["zero_shot"]
+    assert zero_shot["images_ranked"] == 12
+    assert set(zero_shot["per_name"]) == {"dalmatian", "laptop", "strawberry"}
+    assert zero_shot["mean_p@3"] == 1.0
+    assert document["with_labels"]["images_ranked"] == 6  # the candidates: 2 per label (1 trains, 1 queries)
+
+
+def test_only_a_head_fed_by_the_indexed_features_is_used():
+    """VGG16's head takes fc2 activations (4096-d): `vgg16_fc2` has a head, `vgg16` (512-d conv5) has none."""
+    import torchvision
+
+    from imagerank.errors import ImageRankError
+    from imagerank.text.heads import _last_linear
+
+    vgg = torchvision.models.vgg16(weights=None)
+    assert _last_linear(vgg, 4096, "vgg16_fc2").weight.shape == (1000, 4096)
+    with pytest.raises(ImageRankError, match="no ImageNet-1k classifier head"):
+        _last_linear(vgg, 512, "vgg16")
