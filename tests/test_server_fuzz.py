@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from server_fixtures import Served, sample_server
@@ -39,6 +40,9 @@ CHECKS = [not_a_server_error, response_schema_conformance, content_type_conforma
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, mobilenet: Embedder) -> Iterator[Served]:
     with sample_server(tmp_path_factory, "fuzz", mobilenet, ["--allow-uploads"]) as running:
+        # The first search by words in a process loads the sentence model (seconds): done here, not inside a
+        # fuzzed example's deadline.
+        httpx.post(f"{running.url}/api/search", json={"text": "a dog"}, timeout=120).raise_for_status()
         yield running
 
 

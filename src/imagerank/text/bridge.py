@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -219,13 +220,34 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 @functools.cache
 def class_embeddings() -> np.ndarray:
-    """(1000, 384) MiniLM embeddings of the ImageNet classes (names, a photo prompt, and the WordNet gloss),
-    computed once and cached beside the extracted model."""
+    """(1000, 384) MiniLM embeddings of the ImageNet classes (names, a photo prompt, and the WordNet gloss).
+
+    Shipped with the package for the MiniLM model of the `text` extra (`scripts/make_class_embeddings.py`);
+    for another model zip they are computed once (about 10 s) and cached in the imagerank cache directory.
+    """
     from imagerank.embedding.engines.export import cache_dir
 
-    cached = cache_dir() / "text" / f"imagenet-classes-{MODEL_NAME}-{model_zip().stat().st_size}.npy"
-    if cached.is_file():
-        return np.load(cached)
+    name = class_embeddings_file_name()
+    for stored in (resources.files("imagerank.text") / name, cache_dir() / "text" / name):
+        if stored.is_file():
+            with stored.open("rb") as file:
+                return np.load(file)
+    embedded = computed_class_embeddings()
+    cached = cache_dir() / "text" / name
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_name(f"{cached.stem}.partial.npy")
+    np.save(partial, embedded)
+    partial.replace(cached)
+    return embedded
+
+
+def class_embeddings_file_name() -> str:
+    """Names the class embeddings by the sentence model that made them (its name and zip size)."""
+    return f"imagenet-classes-{MODEL_NAME}-{model_zip().stat().st_size}.npy"
+
+
+def computed_class_embeddings() -> np.ndarray:
+    """The class embeddings of `class_embeddings`, computed now with MiniLM."""
     taxonomy = imagenet_taxonomy()
     names = taxonomy.class_names
     embedded = (
@@ -238,8 +260,4 @@ def class_embeddings() -> np.ndarray:
         [f"{s[0]}: {gloss}" for s, gloss in zip(names, taxonomy.class_glosses, strict=True)]
     )
     embedded /= np.linalg.norm(embedded, axis=1, keepdims=True)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    partial = cached.with_name(f"{cached.stem}.partial.npy")
-    np.save(partial, embedded.astype(np.float32))
-    partial.replace(cached)
     return embedded.astype(np.float32)
