@@ -50,8 +50,10 @@ class OpenVinoEngine:
         }
         self.compiled = core.compile_model(model, "CPU", config)
         self.dim = int(self.compiled.output(0).get_shape()[1])
-        requests = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        self.queue = openvino.AsyncInferQueue(self.compiled, requests)
+        # Twice the requests the streams can run: each stream has the next image queued when one finishes,
+        # instead of waiting for Python (and the GIL) to hand it one (measured 1.05x-1.1x end to end).
+        streams = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self.queue = openvino.AsyncInferQueue(self.compiled, 2 * streams)
         self.queue.set_callback(_store_features)
         self._submitting = threading.Lock()  # the queue hands an idle request to one caller at a time
 
