@@ -76,3 +76,5 @@ def test_openvino_engine_runs_one_image_per_request_and_empty_batches(
     batch = np.stack([mobilenet.prepare(path) for path in sample_files[:3]])
     one_by_one = np.concatenate([mobilenet.embed_arrays(batch[i : i + 1]) for i in range(3)])
     np.testing.assert_array_equal(mobilenet.embed_arrays(batch), one_by_one)
+    with pytest.raises(RuntimeError, match="incompatible"):  # raised, not left waiting for a result
+        mobilenet.embed_arrays(np.zeros((2, 200, 200, 3), np.uint8))

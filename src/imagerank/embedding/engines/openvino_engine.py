@@ -1,14 +1,14 @@
 """The OpenVINO engine: the cached ONNX export compiled by OpenVINO for the CPU.
 
-The network is compiled for a fixed input shape of `IMAGES_PER_REQUEST` images (static shapes let OpenVINO
-pick its fastest kernels and plan memory once) and a batch is cut into requests of that size, kept in an
-`AsyncInferQueue`. For indexing it is compiled with the THROUGHPUT hint: several streams (one per core on 2
-cores), each with its own infer request, running without a barrier between them, so a core briefly taken by a
-decoding thread delays only one of them. The queue is shared by every call, so when the pipeline submits the
-next batch while the last images of this one still run, no stream waits for a batch boundary. For search
-queries (`latency=True`) it is compiled with the LATENCY hint: one stream using every core for one image.
-Small requests are faster than big ones on a CPU (their activations stay in the caches): MobileNetV2 runs 1.3x
-faster than in two dynamic-shape requests of 16 images (README, "Speed").
+The network is compiled for a fixed input of `IMAGES_PER_REQUEST` images (static shapes let OpenVINO pick its
+fastest kernels and plan memory once), and a batch is cut into requests of that size, kept in an
+`AsyncInferQueue` shared by every call. For indexing it is compiled with the THROUGHPUT hint: several streams
+(one per core on 2 cores) run their requests without a barrier between them, so a core briefly taken by a
+decoding thread delays only one of them; each stream has two requests, so its next image is queued when one
+finishes; and as the pipeline submits the next batch while the last images of this one still run, no stream
+waits at a batch boundary. For search queries (`latency=True`) it is compiled with the LATENCY hint: one
+stream using every core for one image. Small static requests were the fastest measured here: MobileNetV2 runs
+1.3x faster than in two dynamic-shape requests of 16 images (README, "Speed").
 """
 
 from __future__ import annotations
@@ -64,15 +64,15 @@ class OpenVinoEngine:
             # Blocks until a request is idle; `batch` outlives the request, so its memory is shared as is.
             with self._submitting:
                 self.queue.start_async({0: part}, (call, start), share_inputs=True)
-        call.wait()
-        return call.features
+        return call.result()
 
 
 class _Call:
-    """The features of one call, filled in by the requests' callbacks; `wait` returns when all are in."""
+    """The features of one call, filled in by the requests' callbacks."""
 
     def __init__(self, features: np.ndarray) -> None:
         self.features = features
+        self.error: BaseException | None = None
         self._pending = -(-len(features) // IMAGES_PER_REQUEST)
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -85,8 +85,12 @@ class _Call:
             if self._pending == 0:
                 self._done.set()
 
-    def wait(self) -> None:
+    def result(self) -> np.ndarray:
+        """The features, once every request has stored its part; a callback's error is raised here."""
         self._done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.features
 
 
 def _store_features(request: openvino.InferRequest, userdata: tuple[_Call, int]) -> None:
@@ -94,5 +98,7 @@ def _store_features(request: openvino.InferRequest, userdata: tuple[_Call, int])
     call, start = userdata
     try:
         call.features[start : start + IMAGES_PER_REQUEST] = request.get_output_tensor(0).data
+    except BaseException as error:  # raised in the caller's thread, not lost in OpenVINO's
+        call.error = error
     finally:
         call.stored()
