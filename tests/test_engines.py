@@ -65,3 +65,16 @@ def test_openvino_engine_shared_by_threads_gives_the_same_vectors(
         results = list(pool.map(lambda part: mobilenet.embed_arrays(batch[part]), slices))
     for part, vectors in zip(slices, results, strict=True):
         np.testing.assert_allclose(vectors, expected[part], atol=1e-5)
+
+
+def test_openvino_engine_runs_one_image_per_request_and_empty_batches(
+    mobilenet: Embedder, sample_files: list[Path]
+) -> None:
+    """Compiled for a static shape of one image: a batch of any size is cut into requests, none padded."""
+    assert tuple(mobilenet.engine.compiled.input(0).get_shape()) == (1, 224, 224, 3)
+    assert mobilenet.embed_arrays(np.zeros((0, 224, 224, 3), np.uint8)).shape == (0, 1280)
+    batch = np.stack([mobilenet.prepare(path) for path in sample_files[:3]])
+    one_by_one = np.concatenate([mobilenet.embed_arrays(batch[i : i + 1]) for i in range(3)])
+    np.testing.assert_array_equal(mobilenet.embed_arrays(batch), one_by_one)
+    with pytest.raises(RuntimeError, match="incompatible"):  # raised, not left waiting for a result
+        mobilenet.embed_arrays(np.zeros((2, 200, 200, 3), np.uint8))

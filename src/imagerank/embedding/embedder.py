@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -34,9 +33,6 @@ from imagerank.embedding.engines.export import (  # noqa: F401 - public here too
 )
 from imagerank.embedding.models import DEFAULT_MODEL, BackboneSpec, load_backbone, spec_with_local_weights
 from imagerank.errors import BadImageError, ImageRankError
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
@@ -134,9 +130,10 @@ class Embedder:
         chunks = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
         with (
             _progress(show_progress_bar, len(items), f"embedding ({self.spec.name})") as advance,
-            ThreadPoolExecutor(max_workers=1) as inference,
+            ThreadPoolExecutor(max_workers=getattr(self.engine, "concurrent_calls", 1)) as inference,
         ):
-            # Inference of batch i+1 runs while the caller consumes batch i (e.g. writes it to an index).
+            # Inference of batch i+1 runs while the caller consumes batch i (e.g. writes it to an index);
+            # an engine sharing its infer requests between calls starts it before batch i is done.
             window: deque[tuple[_PreparedBatch, Future[np.ndarray]]] = deque()
             for prepared in self._prepared_ahead(chunks):
                 window.append((prepared, inference.submit(self._vectors_for, prepared)))

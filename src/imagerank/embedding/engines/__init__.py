@@ -27,7 +27,11 @@ logger = logging.getLogger(__name__)
 
 
 class Engine(Protocol):
-    """Maps a C-contiguous (N, H, W, 3) uint8 batch to (N, dim) float32 features; thread-safe."""
+    """Maps a C-contiguous (N, H, W, 3) uint8 batch to (N, dim) float32 features; thread-safe.
+
+    An engine may say how many calls the embedding pipeline should run at once (`concurrent_calls`, 1 when
+    absent): more than one pays only where calls share the engine's workers without slowing each other.
+    """
 
     name: str
 
