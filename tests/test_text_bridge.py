@@ -14,7 +14,7 @@ from imagerank.text.base import MAX_TEXT_CHARS, TextQueryError
 from imagerank.text.bridge import BridgeTextRanker, query_words
 from imagerank.text.wordnet import imagenet_taxonomy
 
-pytest.importorskip("sentence_transformers")
+pytest.importorskip("all_minilm_l6_v2")
 
 
 @pytest.fixture(scope="session")
@@ -125,3 +125,19 @@ def test_only_a_head_fed_by_the_indexed_features_is_used():
     assert _last_linear(vgg, 4096, "vgg16_fc2").weight.shape == (1000, 4096)
     with pytest.raises(ImageRankError, match="no ImageNet-1k classifier head"):
         _last_linear(vgg, 512, "vgg16")
+
+
+def test_sentence_vectors_are_sentence_transformers_own():
+    """The ONNX export with its pooling gives the vectors sentence-transformers computes from the same model,
+    for a short text, a batch of mixed lengths and a text longer than the model's 256 tokens (cut there)."""
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    from imagerank.text.sentences import encode, model_dir
+
+    texts = ["dalmatian", "a red car in the snow beside a house", "x " * 400, "photos of zorblaxes"]
+    reference = sentence_transformers.SentenceTransformer(str(model_dir()), device="cpu").encode(
+        texts, normalize_embeddings=True, convert_to_numpy=True
+    )
+    ours = encode(texts)
+    assert ours.shape == (4, 384)
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+    np.testing.assert_allclose(encode(texts[1:2]), reference[1:2], atol=1e-5)  # alone, no padding

@@ -126,7 +126,7 @@ class BridgeTextRanker:
         if count < 2:
             return scores
         best = np.argpartition(-scores, count)[:count]
-        feedback = _matvec(self._vectors, self._vectors[best].mean(axis=0))
+        feedback = self._vectors @ self._vectors[best].mean(axis=0)
         return (1 - FEEDBACK_WEIGHT) * _standardized(scores) + FEEDBACK_WEIGHT * _standardized(feedback)
 
     def _label_blend(self, query: np.ndarray) -> float:
@@ -145,18 +145,7 @@ def _log_mixture(log_posteriors: np.ndarray, affinity: np.ndarray) -> np.ndarray
     """log sum_c w_c p(c | image) for (classes, n) log-posteriors, w = softmax(affinity)."""
     weights = np.exp(affinity - affinity.max())
     weights /= weights.sum()
-    return np.log(_matvec(np.exp(log_posteriors.astype(np.float32)).T, weights) + 1e-30)
-
-
-def _matvec(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
-    """``matrix @ vector`` in torch, which also runs MiniLM: numpy's BLAS threads, left spinning after a
-    product, would compete with torch's for the two cores and double the next text's embedding time."""
-    import torch
-
-    product = torch.from_numpy(np.ascontiguousarray(matrix, np.float32)) @ torch.from_numpy(
-        np.ascontiguousarray(vector, np.float32)
-    )
-    return product.numpy()
+    return np.log(np.exp(log_posteriors.astype(np.float32)).T @ weights.astype(np.float32) + 1e-30)
 
 
 def _standardized(scores: np.ndarray) -> np.ndarray:
