@@ -133,6 +133,35 @@ def test_records_and_vectors_follow_the_order_given_and_refuse_unknown_ids(fille
         store.vectors([ids[0], unknown])
 
 
+@pytest.mark.parametrize("index_type", ["flat", "hnsw", "fp16"])
+def test_vectors_are_the_stored_ones_after_replacing_removing_and_another_writer(
+    tmp_path: Path, index_type: str
+) -> None:
+    """Flat and HNSW give vectors from their FAISS copy, fp16 from SQLite: the same bits either way, a
+    replaced image's new vector, and KeyError for a removed one (HNSW keeps it in its graph, renamed)."""
+    store = FaissStore(tmp_path, DIM, index_type=index_type)
+    vectors = _unit_vectors(40)
+    ids = store.upsert([_record(f"img{i}.jpg") for i in range(40)], vectors)
+    store.flush()
+    assert store.plan.type == index_type
+    replacement = _unit_vectors(1, seed=7)
+    store.upsert([_record("img3.jpg")], replacement)
+    store.delete([ids[5]])
+    other = FaissStore(tmp_path, DIM, index_type=index_type)
+    (added,) = other.upsert([_record("late.jpg")], _unit_vectors(1, seed=8))
+    other.close()
+
+    expected = vectors.copy()
+    expected[3] = replacement[0]
+    kept = [i for i in range(40) if i != 5]
+    got = store.vectors([ids[i] for i in kept] + [added])
+    assert got.tobytes() == np.vstack([expected[kept], _unit_vectors(1, seed=8)]).tobytes()
+    assert got.tobytes() == store._stored_vectors([ids[i] for i in kept] + [added]).tobytes()
+    with pytest.raises(KeyError, match=str(ids[5])):
+        store.vectors([ids[0], ids[5]])
+    store.close()
+
+
 def test_records_vectors_mismatch_changes_nothing(filled) -> None:
     store, _, _ = filled
     generation = store.generation
