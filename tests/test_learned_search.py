@@ -26,6 +26,7 @@ from imagerank.index.fitted import (
     DEFAULT_METHOD,
     UNSUPERVISED_FALLBACK,
     UnknownMethodError,
+    candidate_products,
     fit_path,
     load_fit,
 )
@@ -122,6 +123,40 @@ def test_one_added_image_does_not_refit(tmp_path: Path, sample_dir: Path, mobile
         report = index.sync(photos)
         assert report.indexed == ["pizza/extra.jpg"]
         assert report.fitted == []  # 1 of 25 images changed: under the refit fraction
+
+
+def test_probe_products_kept_with_the_fit_are_used_only_for_images_unchanged_since(
+    tmp_path: Path, small_sample: Path, mobilenet: Embedder
+) -> None:
+    """The default method keeps every image's probe product with its fit; a search looks them up, and
+    computes them for an image added or re-embedded after the fit (no refit in between)."""
+    with Index.create(tmp_path / "photos.index", embedder=mobilenet) as index:
+        index.sync(small_sample)
+        ids, vectors, _ = labelled_arrays(index)
+        fitted = load_fit(index.directory, DEFAULT_METHOD)
+        assert fitted.snapshot.ids.tolist() == ids.tolist() and fitted.generation == index.store.generation
+        np.testing.assert_allclose(
+            fitted.products, fitted.ranker.probe_products(vectors), rtol=1e-5, atol=1e-5
+        )
+
+        changed = index.store.records([int(ids[0])])[0]
+        blends = vectors[[-1, -2]] + vectors[[5, 6]]  # no copy of another image: no ties
+        index.store.upsert(
+            [
+                ImageRecord(**{**vars(changed), "digest": "re-embedded", "id": None}),
+                ImageRecord("late.jpg", None, "late", 1, 1, 1, 1),
+            ],
+            blends / np.linalg.norm(blends, axis=1, keepdims=True),
+        )
+        ids, vectors, _ = labelled_arrays(index)
+        products = candidate_products(fitted, index.store, ids, vectors)
+        np.testing.assert_allclose(products, fitted.ranker.probe_products(vectors), rtol=1e-5, atol=1e-5)
+        assert not np.allclose(products[0], fitted.products[0], atol=1e-3)
+
+        expected_scores, expected = fitted.ranker.rank(vectors[[3]], np.delete(vectors, 3, axis=0), k=10)
+        scores, found = index.search_by_id(int(ids[3]), k=10)
+        assert found[0].tolist() == np.delete(ids, 3)[expected[0]].tolist()
+        np.testing.assert_allclose(scores[0], expected_scores[0], rtol=1e-4, atol=1e-5)
 
 
 def test_fewer_than_two_labels_falls_back_to_an_unsupervised_method(

@@ -32,6 +32,7 @@ import numpy as np
 from imagerank.errors import ImageRankError
 from imagerank.ranking import DEFAULT_METHOD, METHODS, RERANKERS, Ranker, get_method, top_k
 from imagerank.ranking.baselines import CosineRanker, RandomRanker
+from imagerank.ranking.hybrid import HybridRanker
 from imagerank.ranking.rerank import Reranker
 from imagerank.store.base import VectorStore, empty_results
 
@@ -83,11 +84,18 @@ class Snapshot:
 
 @dataclass
 class FittedMethod:
-    """A fitted ranker with what it was fitted on."""
+    """A fitted ranker with what it was fitted on.
+
+    ``products``: for the default method, every image's `HybridRanker.probe_products`, one row per
+    ``snapshot`` id, as of the store's ``generation`` (None: a store without one), so that a search looks
+    them up instead of computing them for its whole shortlist.
+    """
 
     info: FitInfo
     ranker: Ranker
     snapshot: Snapshot
+    generation: int | None = None
+    products: np.ndarray | None = None
 
 
 def checked_method(name: str) -> str:
@@ -124,6 +132,7 @@ def fit_method(store: VectorStore, method: str, vector_id: str) -> FittedMethod:
     2 labels; ``info.note`` says so.
     """
     method = checked_method(method)
+    generation = getattr(store, "generation", None)  # read first: a write after it makes it out of date
     snapshot = store_snapshot(store)
     labelled = snapshot.labelled
     n_labels = len(set(snapshot.labels[labelled].tolist()))
@@ -150,7 +159,15 @@ def fit_method(store: VectorStore, method: str, vector_id: str) -> FittedMethod:
         vector_id=vector_id,
         note=note,
     )
-    return FittedMethod(info=info, ranker=ranker, snapshot=snapshot)
+    products = _probe_products(ranker, vectors) if isinstance(ranker, HybridRanker) else None
+    return FittedMethod(info=info, ranker=ranker, snapshot=snapshot, generation=generation, products=products)
+
+
+def _probe_products(ranker: HybridRanker, vectors: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    products = [
+        ranker.probe_products(vectors[start : start + chunk]) for start in range(0, len(vectors), chunk)
+    ]
+    return np.concatenate(products) if products else np.zeros((0, len(ranker.classes_)), dtype=np.float32)
 
 
 def staleness(fitted: FittedMethod, current: Snapshot, vector_id: str) -> str | None:
@@ -205,7 +222,13 @@ def save_fit(directory: Path, fitted: FittedMethod) -> Path:
     try:
         with os.fdopen(handle, "wb") as file:
             pickle.dump(
-                {"info": asdict(fitted.info), "ranker": fitted.ranker, "snapshot": asdict(fitted.snapshot)},
+                {
+                    "info": asdict(fitted.info),
+                    "ranker": fitted.ranker,
+                    "snapshot": asdict(fitted.snapshot),
+                    "generation": fitted.generation,
+                    "products": fitted.products,
+                },
                 file,
                 protocol=pickle.HIGHEST_PROTOCOL,
             )
@@ -238,7 +261,11 @@ def _read_fit(path: Path) -> FittedMethod | None:
         with path.open("rb") as file:
             stored = pickle.load(file)
         return FittedMethod(
-            info=FitInfo(**stored["info"]), ranker=stored["ranker"], snapshot=Snapshot(**stored["snapshot"])
+            info=FitInfo(**stored["info"]),
+            ranker=stored["ranker"],
+            snapshot=Snapshot(**stored["snapshot"]),
+            generation=stored.get("generation"),
+            products=stored.get("products"),
         )
     except (
         FileNotFoundError,
@@ -274,10 +301,34 @@ def search_fitted(
         ids = ids[(ids >= 0) & ~np.isin(ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))]
         if not len(ids):
             continue
-        scores, order = top_k(fitted.ranker.score(query[None, :], store.vectors(ids.tolist())), k)
+        candidates = store.vectors(ids.tolist())
+        if fitted.products is None:
+            scores, order = top_k(fitted.ranker.score(query[None, :], candidates), k)
+        else:
+            products = candidate_products(fitted, store, ids, candidates)
+            scores, order = top_k(fitted.ranker.score(query[None, :], candidates, products), k)
         all_scores[row, : order.shape[1]] = scores[0]
         all_ids[row, : order.shape[1]] = ids[order[0]]
     return all_scores, all_ids
+
+
+def candidate_products(
+    fitted: FittedMethod, store: VectorStore, ids: np.ndarray, vectors: np.ndarray
+) -> np.ndarray:
+    """The `HybridRanker.probe_products` of the images ``ids`` (with these ``vectors``): kept with the fit
+    for the images it saw, unless their content changed since (the store's generation moved on and the
+    digest differs); computed for the others."""
+    known_ids, products = fitted.snapshot.ids, fitted.products
+    positions = np.minimum(np.searchsorted(known_ids, ids), max(len(known_ids) - 1, 0))
+    known = (known_ids[positions] == ids) if len(known_ids) else np.zeros(len(ids), dtype=bool)
+    if known.any() and (fitted.generation is None or getattr(store, "generation", None) != fitted.generation):
+        digests = np.asarray([record.digest for record in store.records(ids[known].tolist())], dtype=object)
+        known[known] = digests == fitted.snapshot.digests[positions[known]]
+    result = np.empty((len(ids), products.shape[1]), dtype=products.dtype)
+    result[known] = products[positions[known]]
+    if not known.all():
+        result[~known] = fitted.ranker.probe_products(vectors[~known])
+    return result
 
 
 def describe_methods() -> dict[str, list[str]]:

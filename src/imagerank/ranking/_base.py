@@ -12,7 +12,7 @@ from scipy.special import softmax
 def normalized(vectors: np.ndarray) -> np.ndarray:
     """Return rows scaled to unit length as float32; zero rows stay zero."""
     vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))[:, None]  # no n x dim temporary
     return vectors / np.maximum(norms, np.finfo(np.float32).tiny)
 
 
@@ -35,12 +35,18 @@ def nearest_ids(scores: np.ndarray, k: int) -> np.ndarray:
     return np.argpartition(-scores, k - 1, axis=1)[:, :k]
 
 
-def knn_matrix(scores: np.ndarray, k: int) -> sp.csr_matrix:
-    """Return a sparse 0/1 matrix marking, in each row, the ``k`` best columns."""
+def ranked_nearest_ids(scores: np.ndarray, k: int) -> np.ndarray:
+    """Return, per row, the columns of the ``k`` highest scores, best first."""
     ids = nearest_ids(scores, k)
-    rows = np.repeat(np.arange(len(scores)), ids.shape[1])
+    order = np.argsort(-np.take_along_axis(scores, ids, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(ids, order, axis=1)
+
+
+def indicator_matrix(ids: np.ndarray, n_columns: int) -> sp.csr_matrix:
+    """Return a sparse 0/1 matrix with a 1 in each row at that row's ``ids``."""
+    rows = np.repeat(np.arange(len(ids)), ids.shape[1])
     ones = np.ones(ids.size, dtype=np.float64)
-    return sp.csr_matrix((ones, (rows, ids.ravel())), shape=scores.shape)
+    return sp.csr_matrix((ones, (rows, ids.ravel())), shape=(len(ids), n_columns))
 
 
 def knn_weights(scores: np.ndarray, k: int, power: float) -> sp.csr_matrix:
