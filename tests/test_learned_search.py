@@ -28,7 +28,11 @@ from imagerank.index.fitted import (
     UnknownMethodError,
     candidate_products,
     fit_path,
+    list_fit_summaries,
     load_fit,
+    staleness,
+    store_snapshot,
+    surely_current,
 )
 from imagerank.ranking import get_method
 from imagerank.store.base import ImageRecord
@@ -157,6 +161,40 @@ def test_probe_products_kept_with_the_fit_are_used_only_for_images_unchanged_sin
         scores, found = index.search_by_id(int(ids[3]), k=10)
         assert found[0].tolist() == np.delete(ids, 3)[expected[0]].tolist()
         np.testing.assert_allclose(scores[0], expected_scores[0], rtol=1e-4, atol=1e-5)
+
+
+def test_the_refit_check_after_an_add_counts_changes_and_reads_every_image_only_near_the_limit(
+    tmp_path: Path, sample_dir: Path, mobilenet: Embedder
+) -> None:
+    photos = copy_sample(
+        sample_dir, tmp_path / "photos", labels=("dalmatian", "laptop", "pizza"), per_label=8
+    )
+    with Index.create(tmp_path / "photos.index", embedder=mobilenet) as index:
+        index.sync(photos)
+        vector_id = str(index.manifest["vector_id"])
+        [summary] = list_fit_summaries(index.directory)
+        assert summary.labels == {"dalmatian", "laptop", "pizza"} and summary.info.n_labelled == 24
+        fitted = load_fit(index.directory, DEFAULT_METHOD)
+        vectors = index.store.vectors([1, 2, 3])
+
+        def upsert(name: str, label: str | None, vector: np.ndarray) -> None:
+            index.store.upsert([ImageRecord(name, label, name, 1, 1, 1, 1)], vector[None, :])
+
+        assert surely_current(summary, index.store, vector_id)
+        upsert("a.jpg", None, vectors[0])  # 1 write: at most 2 changes, 10% of 24 labelled is 2.4
+        assert surely_current(summary, index.store, vector_id)
+        upsert("b.jpg", None, vectors[1])  # at most 4: read every image, which finds 2
+        assert not surely_current(summary, index.store, vector_id)
+        assert staleness(fitted, store_snapshot(index.store), vector_id) is None
+        assert index.refit_stale() == []
+        upsert("c.jpg", "new label", vectors[2])
+        assert not surely_current(summary, index.store, vector_id)
+        assert staleness(fitted, store_snapshot(index.store), vector_id) == "the set of labels changed"
+        assert [refit.info.n_labels for refit in index.refit_stale()] == [4]
+        [summary] = list_fit_summaries(index.directory)
+        assert surely_current(summary, index.store, vector_id)
+        upsert("c.jpg", "renamed", vectors[2])  # one write, and a label gone, another new
+        assert not surely_current(summary, index.store, vector_id)
 
 
 def test_fewer_than_two_labels_falls_back_to_an_unsupervised_method(

@@ -76,6 +76,7 @@ def test_upserting_a_known_path_keeps_its_id_and_replaces_the_vector(filled) -> 
     assert same_id == ids[3]
     assert len(store) == len(LABELS)
     assert store.generation == generation + 1
+    assert store.change_count == len(LABELS) + 1  # every image written or removed, counted
     np.testing.assert_array_equal(store.vectors([same_id]), replacement)
     (record,) = store.records([same_id])
     assert (record.path, record.label, record.size) == ("img3.jpg", "wolf", 555)
@@ -96,6 +97,7 @@ def test_delete_removes_from_search_records_and_vectors(filled) -> None:
     store, ids, vectors = filled
     store.delete([ids[1], ids[4]])
     assert len(store) == len(LABELS) - 2
+    assert store.change_count == len(LABELS) + 2
     _, found = store.search(vectors, k=len(LABELS))
     assert ids[1] not in found and ids[4] not in found
     assert (found[:, -2:] == -1).all()

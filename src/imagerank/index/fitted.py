@@ -96,6 +96,17 @@ class FittedMethod:
     snapshot: Snapshot
     generation: int | None = None
     products: np.ndarray | None = None
+    change_count: int | None = None
+    """The store's `change_count` when fitted (None: a store without one)."""
+
+
+@dataclass(frozen=True)
+class FitSummary:
+    """What `refit_stale` needs to know of a saved fit without reading all of it."""
+
+    info: FitInfo
+    labels: frozenset[str]
+    change_count: int | None
 
 
 def checked_method(name: str) -> str:
@@ -132,7 +143,8 @@ def fit_method(store: VectorStore, method: str, vector_id: str) -> FittedMethod:
     2 labels; ``info.note`` says so.
     """
     method = checked_method(method)
-    generation = getattr(store, "generation", None)  # read first: a write after it makes it out of date
+    # read first: a write between them and the snapshot makes them look older than the snapshot, never newer
+    generation, change_count = getattr(store, "generation", None), getattr(store, "change_count", None)
     snapshot = store_snapshot(store)
     labelled = snapshot.labelled
     n_labels = len(set(snapshot.labels[labelled].tolist()))
@@ -160,7 +172,7 @@ def fit_method(store: VectorStore, method: str, vector_id: str) -> FittedMethod:
         note=note,
     )
     products = _probe_products(ranker, vectors) if isinstance(ranker, HybridRanker) else None
-    return FittedMethod(info=info, ranker=ranker, snapshot=snapshot, generation=generation, products=products)
+    return FittedMethod(info, ranker, snapshot, generation, products, change_count)
 
 
 def _probe_products(ranker: HybridRanker, vectors: np.ndarray, chunk: int = 8192) -> np.ndarray:
@@ -188,6 +200,18 @@ def staleness(fitted: FittedMethod, current: Snapshot, vector_id: str) -> str | 
     if all_changes > REFIT_FRACTION * max(len(before.ids), 1):
         return f"{all_changes} images changed"
     return None
+
+
+def surely_current(summary: FitSummary, store: VectorStore, vector_id: str) -> bool:
+    """Whether :func:`staleness` would surely find nothing, known without reading every image: the same
+    backbone and set of labels, and too few images written or removed since the fit (the store's
+    `change_count`) to reach :data:`REFIT_FRACTION` even if each counted twice (old and new entry)."""
+    now = getattr(store, "change_count", None)
+    if summary.info.vector_id != vector_id or summary.change_count is None or now is None:
+        return False
+    if 2 * (now - summary.change_count) > REFIT_FRACTION * max(summary.info.n_labelled, 1):
+        return False
+    return {label for label in store.labels() if label} == summary.labels
 
 
 def _changed(before: Snapshot, now: Snapshot, labelled_only: bool) -> int:
@@ -221,11 +245,17 @@ def save_fit(directory: Path, fitted: FittedMethod) -> Path:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".fit-", suffix=".partial")
     try:
         with os.fdopen(handle, "wb") as file:
+            snapshot = fitted.snapshot
+            summary = {
+                "info": asdict(fitted.info),
+                "labels": sorted(set(snapshot.labels[snapshot.labelled].tolist())),
+                "change_count": fitted.change_count,
+            }
+            pickle.dump(summary, file, protocol=pickle.HIGHEST_PROTOCOL)  # read alone by list_fit_summaries
             pickle.dump(
                 {
-                    "info": asdict(fitted.info),
                     "ranker": fitted.ranker,
-                    "snapshot": asdict(fitted.snapshot),
+                    "snapshot": asdict(snapshot),
                     "generation": fitted.generation,
                     "products": fitted.products,
                 },
@@ -256,16 +286,35 @@ def list_fits(directory: Path) -> list[FittedMethod]:
     return [fitted for fitted in fits if fitted is not None]
 
 
-def _read_fit(path: Path) -> FittedMethod | None:
+def list_fit_summaries(directory: Path) -> list[FitSummary]:
+    """What every readable fit saved in an index directory was fitted on, read without the fit itself."""
+    summaries = (_read_fit(path, summary_only=True) for path in sorted((directory / FITS_DIR).glob("*.pkl")))
+    return [summary for summary in summaries if summary is not None]
+
+
+def _read_fit(path: Path, summary_only: bool = False) -> FittedMethod | FitSummary | None:
+    """The fit saved at ``path`` (a summary, then the rest; or, as written before summaries, one dict)."""
     try:
         with path.open("rb") as file:
-            stored = pickle.load(file)
+            summary = pickle.load(file)
+            whole = summary if "ranker" in summary else None
+            if summary_only and whole is None:
+                return FitSummary(
+                    FitInfo(**summary["info"]), frozenset(summary["labels"]), summary["change_count"]
+                )
+            stored = whole or pickle.load(file)
+        snapshot = Snapshot(**stored["snapshot"])
+        if summary_only:
+            return FitSummary(
+                FitInfo(**stored["info"]), frozenset(snapshot.labels[snapshot.labelled].tolist()), None
+            )
         return FittedMethod(
-            info=FitInfo(**stored["info"]),
+            info=FitInfo(**summary["info"]),
             ranker=stored["ranker"],
-            snapshot=Snapshot(**stored["snapshot"]),
+            snapshot=snapshot,
             generation=stored.get("generation"),
             products=stored.get("products"),
+            change_count=summary.get("change_count"),
         )
     except (
         FileNotFoundError,

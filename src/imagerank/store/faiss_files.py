@@ -126,6 +126,7 @@ class FaissFiles:
         self._db.executemany(
             "INSERT INTO changes VALUES (?, ?)", [(generation_before + 1, int(i)) for i in ids]
         )
+        self._db.execute("UPDATE state SET value = value + ? WHERE key = 'change_count'", (len(ids),))
 
     def _trim_log(self, flushed_generation: int, relaid_out: bool) -> None:
         """Forget the changes a flushed file already holds: a copy behind it loads that file instead. A

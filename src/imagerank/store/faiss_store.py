@@ -63,6 +63,7 @@ class FaissStore(SqliteRows, FaissFiles, RecallAndFilters):
         self._db.execute("INSERT OR IGNORE INTO state VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         self._db.execute("INSERT OR IGNORE INTO state VALUES ('generation', 0)")
         self._db.execute("INSERT OR IGNORE INTO state VALUES ('layouts', 0)")
+        self._db.execute("INSERT OR IGNORE INTO state VALUES ('change_count', 0)")
         self._db.execute(
             "INSERT OR IGNORE INTO state SELECT 'log_start', value FROM state WHERE key = 'generation'"
         )
@@ -82,6 +83,12 @@ class FaissStore(SqliteRows, FaissFiles, RecallAndFilters):
     @property
     def generation(self) -> int:
         return int(self._db.execute("SELECT value FROM state WHERE key='generation'").fetchone()[0])
+
+    @property
+    def change_count(self) -> int:
+        """How many image writes and removals this store has committed (never trimmed, unlike the log):
+        what changed since an earlier moment is at most the difference."""
+        return int(self._db.execute("SELECT value FROM state WHERE key='change_count'").fetchone()[0])
 
     @property
     def plan(self) -> IndexPlan:
