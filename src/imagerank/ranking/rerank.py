@@ -155,7 +155,9 @@ def _reciprocal_encodings(scores: np.ndarray, k1: int, k2: int) -> sp.csr_matrix
 
 def _rows_averaged(matrix: sp.csr_matrix) -> sp.csr_matrix:
     """Return ``matrix`` with every row scaled to sum to 1."""
-    return sp.diags(1.0 / np.asarray(matrix.sum(axis=1)).ravel()) @ matrix
+    scaled = sp.csr_matrix(matrix, copy=True)
+    scaled.data *= np.repeat(1.0 / np.asarray(scaled.sum(axis=1)).ravel(), np.diff(scaled.indptr))
+    return scaled
 
 
 def _min_overlap(rows_a: sp.csr_matrix, rows_b: sp.csr_matrix) -> np.ndarray:
