@@ -87,14 +87,15 @@ class FittedMethod:
     """A fitted ranker with what it was fitted on.
 
     ``products``: for the default method, every image's `HybridRanker.probe_products`, one row per
-    ``snapshot`` id, as of the store's ``generation`` (None: a store without one), so that a search looks
-    them up instead of computing them for its whole shortlist.
+    ``snapshot`` id, so that a search looks them up instead of computing them for its whole shortlist;
+    ``fingerprints``: each image's vector at a few fixed coordinates (`fingerprints`), which tell whether
+    the vector is still the one the product was computed from.
     """
 
     info: FitInfo
     ranker: Ranker
     snapshot: Snapshot
-    generation: int | None = None
+    fingerprints: np.ndarray | None = None
     products: np.ndarray | None = None
     change_count: int | None = None
     """The store's `change_count` when fitted (None: a store without one)."""
@@ -143,8 +144,7 @@ def fit_method(store: VectorStore, method: str, vector_id: str) -> FittedMethod:
     2 labels; ``info.note`` says so.
     """
     method = checked_method(method)
-    # read first: a write between them and the snapshot makes them look older than the snapshot, never newer
-    generation, change_count = getattr(store, "generation", None), getattr(store, "change_count", None)
+    change_count = getattr(store, "change_count", None)  # read first: a write after it is counted again
     snapshot = store_snapshot(store)
     labelled = snapshot.labelled
     n_labels = len(set(snapshot.labels[labelled].tolist()))
@@ -171,8 +171,18 @@ def fit_method(store: VectorStore, method: str, vector_id: str) -> FittedMethod:
         vector_id=vector_id,
         note=note,
     )
-    products = _probe_products(ranker, vectors) if isinstance(ranker, HybridRanker) else None
-    return FittedMethod(info, ranker, snapshot, generation, products, change_count)
+    if isinstance(ranker, HybridRanker):
+        return FittedMethod(
+            info, ranker, snapshot, fingerprints(vectors), _probe_products(ranker, vectors), change_count
+        )
+    return FittedMethod(info, ranker, snapshot, change_count=change_count)
+
+
+def fingerprints(vectors: np.ndarray, count: int = 16) -> np.ndarray:
+    """The bits of each vector at ``count`` fixed, evenly spread coordinates: another embedding (another
+    image's content) matching all of them exactly is not a real possibility, and they cost nothing to read."""
+    columns = np.linspace(0, vectors.shape[1] - 1, min(count, vectors.shape[1])).astype(np.int64)
+    return np.ascontiguousarray(np.asarray(vectors, dtype=np.float32)[:, columns]).view(np.uint32)
 
 
 def _probe_products(ranker: HybridRanker, vectors: np.ndarray, chunk: int = 8192) -> np.ndarray:
@@ -256,7 +266,7 @@ def save_fit(directory: Path, fitted: FittedMethod) -> Path:
                 {
                     "ranker": fitted.ranker,
                     "snapshot": asdict(snapshot),
-                    "generation": fitted.generation,
+                    "fingerprints": fitted.fingerprints,
                     "products": fitted.products,
                 },
                 file,
@@ -312,7 +322,7 @@ def _read_fit(path: Path, summary_only: bool = False) -> FittedMethod | FitSumma
             info=FitInfo(**summary["info"]),
             ranker=stored["ranker"],
             snapshot=snapshot,
-            generation=stored.get("generation"),
+            fingerprints=stored.get("fingerprints"),
             products=stored.get("products"),
             change_count=summary.get("change_count"),
         )
@@ -351,28 +361,24 @@ def search_fitted(
         if not len(ids):
             continue
         candidates = store.vectors(ids.tolist())
-        if fitted.products is None:
+        if fitted.products is None or fitted.fingerprints is None:
             scores, order = top_k(fitted.ranker.score(query[None, :], candidates), k)
         else:
-            products = candidate_products(fitted, store, ids, candidates)
+            products = candidate_products(fitted, ids, candidates)
             scores, order = top_k(fitted.ranker.score(query[None, :], candidates, products), k)
         all_scores[row, : order.shape[1]] = scores[0]
         all_ids[row, : order.shape[1]] = ids[order[0]]
     return all_scores, all_ids
 
 
-def candidate_products(
-    fitted: FittedMethod, store: VectorStore, ids: np.ndarray, vectors: np.ndarray
-) -> np.ndarray:
+def candidate_products(fitted: FittedMethod, ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """The `HybridRanker.probe_products` of the images ``ids`` (with these ``vectors``): kept with the fit
-    for the images it saw, unless their content changed since (the store's generation moved on and the
-    digest differs); computed for the others."""
+    for the images it saw whose vector is unchanged since (the same `fingerprints`); computed for the
+    others (added, or embedded again, after the fit)."""
     known_ids, products = fitted.snapshot.ids, fitted.products
     positions = np.minimum(np.searchsorted(known_ids, ids), max(len(known_ids) - 1, 0))
     known = (known_ids[positions] == ids) if len(known_ids) else np.zeros(len(ids), dtype=bool)
-    if known.any() and (fitted.generation is None or getattr(store, "generation", None) != fitted.generation):
-        digests = np.asarray([record.digest for record in store.records(ids[known].tolist())], dtype=object)
-        known[known] = digests == fitted.snapshot.digests[positions[known]]
+    known[known] = (fingerprints(vectors[known]) == fitted.fingerprints[positions[known]]).all(axis=1)
     result = np.empty((len(ids), products.shape[1]), dtype=products.dtype)
     result[known] = products[positions[known]]
     if not known.all():
