@@ -10,8 +10,9 @@ Usage:
 2. Speed. An index of `--vectors` vectors on disk: the 9,144 real Caltech-101 vectors with their 102 folder
    labels plus vectors drawn from the Gaussian mixture of `benchmarks/ann.py`, unlabelled, in the layout
    `auto` picks. Measured: fitting the default method, search by id (p50 over 200 ids), search by upload
-   (embedding one real image, then the search), and adding one image to the fitted index (library call,
-   model loaded; it includes the staleness check). One process, nothing else meant to run beside it.
+   (embedding one real image, then the search), adding one image to the fitted index (library call,
+   model loaded; it includes the staleness check), and search by id again after those adds. One process,
+   nothing else meant to run beside it.
 """
 
 from __future__ import annotations
@@ -108,6 +109,11 @@ def speed_table(vectors: np.ndarray, labels: np.ndarray, paths: list[Path], tota
                 assert report.indexed and not report.fitted
             table.add_row(
                 "add one image to the fitted index, median of 5", f"{statistics.median(added):.2f} s"
+            )
+            after = _timed(lambda image_id: index.search_by_id(int(image_id), 10), ids)
+            table.add_row(
+                f"search by id, {DEFAULT_METHOD}, p50, after the adds (not refitted)",
+                f"{statistics.median(after):.1f} ms",
             )
     return table
 

@@ -26,8 +26,14 @@ from imagerank.index.fitted import (
     DEFAULT_METHOD,
     UNSUPERVISED_FALLBACK,
     UnknownMethodError,
+    candidate_products,
+    fingerprints,
     fit_path,
+    list_fit_summaries,
     load_fit,
+    staleness,
+    store_snapshot,
+    surely_current,
 )
 from imagerank.ranking import get_method
 from imagerank.store.base import ImageRecord
@@ -122,6 +128,75 @@ def test_one_added_image_does_not_refit(tmp_path: Path, sample_dir: Path, mobile
         report = index.sync(photos)
         assert report.indexed == ["pizza/extra.jpg"]
         assert report.fitted == []  # 1 of 25 images changed: under the refit fraction
+
+
+def test_probe_products_kept_with_the_fit_are_used_only_for_images_unchanged_since(
+    tmp_path: Path, small_sample: Path, mobilenet: Embedder
+) -> None:
+    """The default method keeps every image's probe product with its fit; a search looks them up, and
+    computes them for an image added or re-embedded after the fit (no refit in between)."""
+    with Index.create(tmp_path / "photos.index", embedder=mobilenet) as index:
+        index.sync(small_sample)
+        ids, vectors, _ = labelled_arrays(index)
+        fitted = load_fit(index.directory, DEFAULT_METHOD)
+        assert fitted.snapshot.ids.tolist() == ids.tolist()
+        assert (fitted.fingerprints == fingerprints(vectors)).all()
+        np.testing.assert_allclose(
+            fitted.products, fitted.ranker.probe_products(vectors), rtol=1e-5, atol=1e-5
+        )
+
+        changed = index.store.records([int(ids[0])])[0]
+        blends = vectors[[-1, -2]] + vectors[[5, 6]]  # no copy of another image: no ties
+        index.store.upsert(
+            [
+                ImageRecord(**{**vars(changed), "digest": "re-embedded", "id": None}),
+                ImageRecord("late.jpg", None, "late", 1, 1, 1, 1),
+            ],
+            blends / np.linalg.norm(blends, axis=1, keepdims=True),
+        )
+        ids, vectors, _ = labelled_arrays(index)
+        products = candidate_products(fitted, ids, vectors)
+        np.testing.assert_allclose(products, fitted.ranker.probe_products(vectors), rtol=1e-5, atol=1e-5)
+        assert not np.allclose(products[0], fitted.products[0], atol=1e-3)
+
+        expected_scores, expected = fitted.ranker.rank(vectors[[3]], np.delete(vectors, 3, axis=0), k=10)
+        scores, found = index.search_by_id(int(ids[3]), k=10)
+        assert found[0].tolist() == np.delete(ids, 3)[expected[0]].tolist()
+        np.testing.assert_allclose(scores[0], expected_scores[0], rtol=1e-4, atol=1e-5)
+
+
+def test_the_refit_check_after_an_add_counts_changes_and_reads_every_image_only_near_the_limit(
+    tmp_path: Path, sample_dir: Path, mobilenet: Embedder
+) -> None:
+    photos = copy_sample(
+        sample_dir, tmp_path / "photos", labels=("dalmatian", "laptop", "pizza"), per_label=8
+    )
+    with Index.create(tmp_path / "photos.index", embedder=mobilenet) as index:
+        index.sync(photos)
+        vector_id = str(index.manifest["vector_id"])
+        [summary] = list_fit_summaries(index.directory)
+        assert summary.labels == {"dalmatian", "laptop", "pizza"} and summary.info.n_labelled == 24
+        fitted = load_fit(index.directory, DEFAULT_METHOD)
+        vectors = index.store.vectors([1, 2, 3])
+
+        def upsert(name: str, label: str | None, vector: np.ndarray) -> None:
+            index.store.upsert([ImageRecord(name, label, name, 1, 1, 1, 1)], vector[None, :])
+
+        assert surely_current(summary, index.store, vector_id)
+        upsert("a.jpg", None, vectors[0])  # 1 write: at most 2 changes, 10% of 24 labelled is 2.4
+        assert surely_current(summary, index.store, vector_id)
+        upsert("b.jpg", None, vectors[1])  # at most 4: read every image, which finds 2
+        assert not surely_current(summary, index.store, vector_id)
+        assert staleness(fitted, store_snapshot(index.store), vector_id) is None
+        assert index.refit_stale() == []
+        upsert("c.jpg", "new label", vectors[2])
+        assert not surely_current(summary, index.store, vector_id)
+        assert staleness(fitted, store_snapshot(index.store), vector_id) == "the set of labels changed"
+        assert [refit.info.n_labels for refit in index.refit_stale()] == [4]
+        [summary] = list_fit_summaries(index.directory)
+        assert surely_current(summary, index.store, vector_id)
+        upsert("c.jpg", "renamed", vectors[2])  # one write, and a label gone, another new
+        assert not surely_current(summary, index.store, vector_id)
 
 
 def test_fewer_than_two_labels_falls_back_to_an_unsupervised_method(

@@ -76,6 +76,7 @@ def test_upserting_a_known_path_keeps_its_id_and_replaces_the_vector(filled) -> 
     assert same_id == ids[3]
     assert len(store) == len(LABELS)
     assert store.generation == generation + 1
+    assert store.change_count == len(LABELS) + 1  # every image written or removed, counted
     np.testing.assert_array_equal(store.vectors([same_id]), replacement)
     (record,) = store.records([same_id])
     assert (record.path, record.label, record.size) == ("img3.jpg", "wolf", 555)
@@ -96,6 +97,7 @@ def test_delete_removes_from_search_records_and_vectors(filled) -> None:
     store, ids, vectors = filled
     store.delete([ids[1], ids[4]])
     assert len(store) == len(LABELS) - 2
+    assert store.change_count == len(LABELS) + 2
     _, found = store.search(vectors, k=len(LABELS))
     assert ids[1] not in found and ids[4] not in found
     assert (found[:, -2:] == -1).all()
@@ -131,6 +133,35 @@ def test_records_and_vectors_follow_the_order_given_and_refuse_unknown_ids(fille
         store.records([ids[0], unknown])
     with pytest.raises(KeyError):
         store.vectors([ids[0], unknown])
+
+
+@pytest.mark.parametrize("index_type", ["flat", "hnsw", "fp16"])
+def test_vectors_are_the_stored_ones_after_replacing_removing_and_another_writer(
+    tmp_path: Path, index_type: str
+) -> None:
+    """Flat and HNSW give vectors from their FAISS copy, fp16 from SQLite: the same bits either way, a
+    replaced image's new vector, and KeyError for a removed one (HNSW keeps it in its graph, renamed)."""
+    store = FaissStore(tmp_path, DIM, index_type=index_type)
+    vectors = _unit_vectors(40)
+    ids = store.upsert([_record(f"img{i}.jpg") for i in range(40)], vectors)
+    store.flush()
+    assert store.plan.type == index_type
+    replacement = _unit_vectors(1, seed=7)
+    store.upsert([_record("img3.jpg")], replacement)
+    store.delete([ids[5]])
+    other = FaissStore(tmp_path, DIM, index_type=index_type)
+    (added,) = other.upsert([_record("late.jpg")], _unit_vectors(1, seed=8))
+    other.close()
+
+    expected = vectors.copy()
+    expected[3] = replacement[0]
+    kept = [i for i in range(40) if i != 5]
+    got = store.vectors([ids[i] for i in kept] + [added])
+    assert got.tobytes() == np.vstack([expected[kept], _unit_vectors(1, seed=8)]).tobytes()
+    assert got.tobytes() == store._stored_vectors([ids[i] for i in kept] + [added]).tobytes()
+    with pytest.raises(KeyError, match=str(ids[5])):
+        store.vectors([ids[0], ids[5]])
+    store.close()
 
 
 def test_records_vectors_mismatch_changes_nothing(filled) -> None:

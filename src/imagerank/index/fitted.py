@@ -32,6 +32,7 @@ import numpy as np
 from imagerank.errors import ImageRankError
 from imagerank.ranking import DEFAULT_METHOD, METHODS, RERANKERS, Ranker, get_method, top_k
 from imagerank.ranking.baselines import CosineRanker, RandomRanker
+from imagerank.ranking.hybrid import HybridRanker
 from imagerank.ranking.rerank import Reranker
 from imagerank.store.base import VectorStore, empty_results
 
@@ -83,11 +84,30 @@ class Snapshot:
 
 @dataclass
 class FittedMethod:
-    """A fitted ranker with what it was fitted on."""
+    """A fitted ranker with what it was fitted on.
+
+    ``products``: for the default method, every image's `HybridRanker.probe_products`, one row per
+    ``snapshot`` id, so that a search looks them up instead of computing them for its whole shortlist;
+    ``fingerprints``: each image's vector at a few fixed coordinates (`fingerprints`), which tell whether
+    the vector is still the one the product was computed from.
+    """
 
     info: FitInfo
     ranker: Ranker
     snapshot: Snapshot
+    fingerprints: np.ndarray | None = None
+    products: np.ndarray | None = None
+    change_count: int | None = None
+    """The store's `change_count` when fitted (None: a store without one)."""
+
+
+@dataclass(frozen=True)
+class FitSummary:
+    """What `refit_stale` needs to know of a saved fit without reading all of it."""
+
+    info: FitInfo
+    labels: frozenset[str]
+    change_count: int | None
 
 
 def checked_method(name: str) -> str:
@@ -124,6 +144,7 @@ def fit_method(store: VectorStore, method: str, vector_id: str) -> FittedMethod:
     2 labels; ``info.note`` says so.
     """
     method = checked_method(method)
+    change_count = getattr(store, "change_count", None)  # read first: a write after it is counted again
     snapshot = store_snapshot(store)
     labelled = snapshot.labelled
     n_labels = len(set(snapshot.labels[labelled].tolist()))
@@ -150,7 +171,25 @@ def fit_method(store: VectorStore, method: str, vector_id: str) -> FittedMethod:
         vector_id=vector_id,
         note=note,
     )
-    return FittedMethod(info=info, ranker=ranker, snapshot=snapshot)
+    if isinstance(ranker, HybridRanker):
+        return FittedMethod(
+            info, ranker, snapshot, fingerprints(vectors), _probe_products(ranker, vectors), change_count
+        )
+    return FittedMethod(info, ranker, snapshot, change_count=change_count)
+
+
+def fingerprints(vectors: np.ndarray, count: int = 16) -> np.ndarray:
+    """The bits of each vector at ``count`` fixed, evenly spread coordinates: another embedding (another
+    image's content) matching all of them exactly is not a real possibility, and they cost nothing to read."""
+    columns = np.linspace(0, vectors.shape[1] - 1, min(count, vectors.shape[1])).astype(np.int64)
+    return np.ascontiguousarray(np.asarray(vectors, dtype=np.float32)[:, columns]).view(np.uint32)
+
+
+def _probe_products(ranker: HybridRanker, vectors: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    products = [
+        ranker.probe_products(vectors[start : start + chunk]) for start in range(0, len(vectors), chunk)
+    ]
+    return np.concatenate(products) if products else np.zeros((0, len(ranker.classes_)), dtype=np.float32)
 
 
 def staleness(fitted: FittedMethod, current: Snapshot, vector_id: str) -> str | None:
@@ -171,6 +210,18 @@ def staleness(fitted: FittedMethod, current: Snapshot, vector_id: str) -> str | 
     if all_changes > REFIT_FRACTION * max(len(before.ids), 1):
         return f"{all_changes} images changed"
     return None
+
+
+def surely_current(summary: FitSummary, store: VectorStore, vector_id: str) -> bool:
+    """Whether :func:`staleness` would surely find nothing, known without reading every image: the same
+    backbone and set of labels, and too few images written or removed since the fit (the store's
+    `change_count`) to reach :data:`REFIT_FRACTION` even if each counted twice (old and new entry)."""
+    now = getattr(store, "change_count", None)
+    if summary.info.vector_id != vector_id or summary.change_count is None or now is None:
+        return False
+    if 2 * (now - summary.change_count) > REFIT_FRACTION * max(summary.info.n_labelled, 1):
+        return False
+    return {label for label in store.labels() if label} == summary.labels
 
 
 def _changed(before: Snapshot, now: Snapshot, labelled_only: bool) -> int:
@@ -204,8 +255,20 @@ def save_fit(directory: Path, fitted: FittedMethod) -> Path:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".fit-", suffix=".partial")
     try:
         with os.fdopen(handle, "wb") as file:
+            snapshot = fitted.snapshot
+            summary = {
+                "info": asdict(fitted.info),
+                "labels": sorted(set(snapshot.labels[snapshot.labelled].tolist())),
+                "change_count": fitted.change_count,
+            }
+            pickle.dump(summary, file, protocol=pickle.HIGHEST_PROTOCOL)  # read alone by list_fit_summaries
             pickle.dump(
-                {"info": asdict(fitted.info), "ranker": fitted.ranker, "snapshot": asdict(fitted.snapshot)},
+                {
+                    "ranker": fitted.ranker,
+                    "snapshot": asdict(snapshot),
+                    "fingerprints": fitted.fingerprints,
+                    "products": fitted.products,
+                },
                 file,
                 protocol=pickle.HIGHEST_PROTOCOL,
             )
@@ -233,12 +296,35 @@ def list_fits(directory: Path) -> list[FittedMethod]:
     return [fitted for fitted in fits if fitted is not None]
 
 
-def _read_fit(path: Path) -> FittedMethod | None:
+def list_fit_summaries(directory: Path) -> list[FitSummary]:
+    """What every readable fit saved in an index directory was fitted on, read without the fit itself."""
+    summaries = (_read_fit(path, summary_only=True) for path in sorted((directory / FITS_DIR).glob("*.pkl")))
+    return [summary for summary in summaries if summary is not None]
+
+
+def _read_fit(path: Path, summary_only: bool = False) -> FittedMethod | FitSummary | None:
+    """The fit saved at ``path`` (a summary, then the rest; or, as written before summaries, one dict)."""
     try:
         with path.open("rb") as file:
-            stored = pickle.load(file)
+            summary = pickle.load(file)
+            whole = summary if "ranker" in summary else None
+            if summary_only and whole is None:
+                return FitSummary(
+                    FitInfo(**summary["info"]), frozenset(summary["labels"]), summary["change_count"]
+                )
+            stored = whole or pickle.load(file)
+        snapshot = Snapshot(**stored["snapshot"])
+        if summary_only:
+            return FitSummary(
+                FitInfo(**stored["info"]), frozenset(snapshot.labels[snapshot.labelled].tolist()), None
+            )
         return FittedMethod(
-            info=FitInfo(**stored["info"]), ranker=stored["ranker"], snapshot=Snapshot(**stored["snapshot"])
+            info=FitInfo(**summary["info"]),
+            ranker=stored["ranker"],
+            snapshot=snapshot,
+            fingerprints=stored.get("fingerprints"),
+            products=stored.get("products"),
+            change_count=summary.get("change_count"),
         )
     except (
         FileNotFoundError,
@@ -274,10 +360,30 @@ def search_fitted(
         ids = ids[(ids >= 0) & ~np.isin(ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))]
         if not len(ids):
             continue
-        scores, order = top_k(fitted.ranker.score(query[None, :], store.vectors(ids.tolist())), k)
+        candidates = store.vectors(ids.tolist())
+        if fitted.products is None or fitted.fingerprints is None:
+            scores, order = top_k(fitted.ranker.score(query[None, :], candidates), k)
+        else:
+            products = candidate_products(fitted, ids, candidates)
+            scores, order = top_k(fitted.ranker.score(query[None, :], candidates, products), k)
         all_scores[row, : order.shape[1]] = scores[0]
         all_ids[row, : order.shape[1]] = ids[order[0]]
     return all_scores, all_ids
+
+
+def candidate_products(fitted: FittedMethod, ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """The `HybridRanker.probe_products` of the images ``ids`` (with these ``vectors``): kept with the fit
+    for the images it saw whose vector is unchanged since (the same `fingerprints`); computed for the
+    others (added, or embedded again, after the fit)."""
+    known_ids, products = fitted.snapshot.ids, fitted.products
+    positions = np.minimum(np.searchsorted(known_ids, ids), max(len(known_ids) - 1, 0))
+    known = (known_ids[positions] == ids) if len(known_ids) else np.zeros(len(ids), dtype=bool)
+    known[known] = (fingerprints(vectors[known]) == fitted.fingerprints[positions[known]]).all(axis=1)
+    result = np.empty((len(ids), products.shape[1]), dtype=products.dtype)
+    result[known] = products[positions[known]]
+    if not known.all():
+        result[~known] = fitted.ranker.probe_products(vectors[~known])
+    return result
 
 
 def describe_methods() -> dict[str, list[str]]:

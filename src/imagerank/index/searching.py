@@ -17,12 +17,14 @@ from imagerank.index.fitted import (
     FittedMethod,
     checked_method,
     fit_method,
+    list_fit_summaries,
     list_fits,
     load_fit,
     save_fit,
     search_fitted,
     staleness,
     store_snapshot,
+    surely_current,
 )
 from imagerank.store.base import empty_results, write_json_atomically
 from imagerank.text import create_text_ranker
@@ -131,13 +133,17 @@ class Searching:
         `fitted.staleness`); the default method is fitted if it never was. Returns the new fits."""
         if not len(self.store):
             return []
-        current = store_snapshot(self.store)
         vector_id = str(self.manifest.get("vector_id"))
-        saved = {fitted.info.method: fitted for fitted in list_fits(self.directory)}
+        saved = {summary.info.method: summary for summary in list_fit_summaries(self.directory)}
+        current = None  # every image's (id, label, digest), read only when the store's counts cannot tell
         refitted = []
         for method in dict.fromkeys([self.default_method, *saved]):
-            fitted = saved.get(method)
-            if method != "cosine" and (fitted is None or staleness(fitted, current, vector_id)):
+            summary = saved.get(method)
+            if method == "cosine" or (summary is not None and surely_current(summary, self.store, vector_id)):
+                continue
+            fitted = load_fit(self.directory, method) if summary is not None else None
+            current = current or store_snapshot(self.store)
+            if fitted is None or staleness(fitted, current, vector_id):
                 refitted.append(self.fit(method))
         return refitted
 

@@ -12,7 +12,7 @@ from scipy.special import softmax
 def normalized(vectors: np.ndarray) -> np.ndarray:
     """Return rows scaled to unit length as float32; zero rows stay zero."""
     vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))[:, None]  # no n x dim temporary
     return vectors / np.maximum(norms, np.finfo(np.float32).tiny)
 
 
@@ -35,20 +35,38 @@ def nearest_ids(scores: np.ndarray, k: int) -> np.ndarray:
     return np.argpartition(-scores, k - 1, axis=1)[:, :k]
 
 
-def knn_matrix(scores: np.ndarray, k: int) -> sp.csr_matrix:
-    """Return a sparse 0/1 matrix marking, in each row, the ``k`` best columns."""
+def ranked_nearest_ids(scores: np.ndarray, k: int) -> np.ndarray:
+    """Return, per row, the columns of the ``k`` highest scores, best first."""
     ids = nearest_ids(scores, k)
-    rows = np.repeat(np.arange(len(scores)), ids.shape[1])
-    ones = np.ones(ids.size, dtype=np.float64)
-    return sp.csr_matrix((ones, (rows, ids.ravel())), shape=scores.shape)
+    order = np.argsort(-np.take_along_axis(scores, ids, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(ids, order, axis=1)
+
+
+def indicator_matrix(ids: np.ndarray, n_columns: int) -> sp.csr_matrix:
+    """Return a sparse 0/1 matrix with a 1 in each row at that row's ``ids``."""
+    return rows_matrix(ids, np.ones(ids.shape, dtype=np.float64), n_columns)
 
 
 def knn_weights(scores: np.ndarray, k: int, power: float) -> sp.csr_matrix:
     """Return a sparse matrix of each row's ``k`` best columns, weighted ``max(score, 0) ** power``."""
     ids = nearest_ids(scores, k)
     weights = np.maximum(np.take_along_axis(scores, ids, axis=1), 0.0).astype(np.float64) ** power
-    rows = np.repeat(np.arange(len(scores)), ids.shape[1])
-    return sp.csr_matrix((weights.ravel(), (rows, ids.ravel())), shape=scores.shape)
+    return rows_matrix(ids, weights, scores.shape[1])
+
+
+def rows_matrix(ids: np.ndarray, values: np.ndarray, n_columns: int) -> sp.csr_matrix:
+    """Return the sparse matrix with ``values[i]`` at row ``i``'s distinct columns ``ids[i]``, built as CSR
+    directly (columns sorted, as the COO route sorts them, at a fraction of its cost on small matrices)."""
+    order = np.argsort(ids, axis=1)
+    indptr = np.arange(len(ids) + 1) * ids.shape[1]
+    return sp.csr_matrix(
+        (
+            np.take_along_axis(values, order, axis=1).ravel(),
+            np.take_along_axis(ids, order, axis=1).ravel(),
+            indptr,
+        ),
+        shape=(len(ids), n_columns),
+    )
 
 
 def posterior_similarity(query_posteriors: np.ndarray, candidate_posteriors: np.ndarray) -> np.ndarray:

@@ -134,9 +134,18 @@ class HybridRanker(Ranker):
 
     def logits(self, vectors: np.ndarray) -> np.ndarray:
         """Return the probe's class logits, one row per vector, columns in ``classes_``."""
+        return self._unit_logits(normalized(vectors))
+
+    def probe_products(self, vectors: np.ndarray) -> np.ndarray:
+        """Return each vector's product with the probe (its logits less the bias): what `score` computes
+        per candidate, which a search can keep per indexed image and pass back as ``candidate_products``."""
+        check_fitted(self, "weights_")
+        return normalized(vectors) @ self.weights_
+
+    def _unit_logits(self, unit_vectors: np.ndarray, products: np.ndarray | None = None) -> np.ndarray:
         check_fitted(self, "weights_")
         # the projection, the axis scales and the probe folded into one matrix: one product per vector
-        logits = normalized(vectors) @ self.weights_ + self.bias_
+        logits = (unit_vectors @ self.weights_ if products is None else products) + self.bias_
         if logits.shape[1] == 1:  # two classes: scikit-learn gives the logit of the second only
             logits = np.column_stack([np.zeros_like(logits), logits])
         return logits
@@ -152,10 +161,20 @@ class HybridRanker(Ranker):
         )
         return expit(self.novelty_slope * (confidence - self.novelty_threshold))[:, None]
 
-    def score(self, query_vectors: np.ndarray, candidate_vectors: np.ndarray) -> np.ndarray:
-        """Return ``gate * learned + (1 - gate) * fallback``, both scaled to [0, 1] per query."""
+    def score(
+        self,
+        query_vectors: np.ndarray,
+        candidate_vectors: np.ndarray,
+        candidate_products: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Return ``gate * learned + (1 - gate) * fallback``, both scaled to [0, 1] per query.
+
+        ``candidate_products``: the candidates' `probe_products`, when known (saves a product per
+        candidate; the scores are the same).
+        """
         queries, candidates = normalized(query_vectors), normalized(candidate_vectors)
-        query_logits, candidate_logits = self.logits(queries), self.logits(candidates)
+        query_logits = self._unit_logits(queries)
+        candidate_logits = self._unit_logits(candidates, candidate_products)
         if len(candidates) == 0:
             return np.zeros((len(queries), 0))
         learned = posterior_similarity(

@@ -13,7 +13,13 @@ from typing import Self
 import numpy as np
 import scipy.sparse as sp
 
-from imagerank.ranking._base import Ranker, check_fitted, knn_matrix, knn_weights
+from imagerank.ranking._base import (
+    Ranker,
+    check_fitted,
+    indicator_matrix,
+    knn_weights,
+    ranked_nearest_ids,
+)
 from imagerank.ranking.baselines import CosineRanker
 
 
@@ -135,19 +141,23 @@ def kreciprocal_scores(
 
 def _reciprocal_encodings(scores: np.ndarray, k1: int, k2: int) -> sp.csr_matrix:
     itself_first = scores + (np.abs(scores).max() + 1.0) * np.eye(len(scores))
-    nearest = knn_matrix(itself_first, k1 + 1)
+    # one selection of each row's nearest, ranked, serves both k1 and k2
+    ranked = ranked_nearest_ids(itself_first, max(k1 + 1, k2))
+    nearest = indicator_matrix(ranked[:, : k1 + 1], scores.shape[1])
     reciprocal = nearest.multiply(nearest.T).tocsr()
     rows, cols = reciprocal.nonzero()
     weights = sp.csr_matrix((np.exp(scores[rows, cols]), (rows, cols)), shape=scores.shape)
     encodings = _rows_averaged(weights)
     if k2 > 1:
-        encodings = _rows_averaged(knn_matrix(itself_first, k2)) @ encodings
+        encodings = _rows_averaged(indicator_matrix(ranked[:, :k2], scores.shape[1])) @ encodings
     return sp.csr_matrix(encodings)
 
 
 def _rows_averaged(matrix: sp.csr_matrix) -> sp.csr_matrix:
     """Return ``matrix`` with every row scaled to sum to 1."""
-    return sp.diags(1.0 / np.asarray(matrix.sum(axis=1)).ravel()) @ matrix
+    scaled = sp.csr_matrix(matrix, copy=True)
+    scaled.data *= np.repeat(1.0 / np.asarray(scaled.sum(axis=1)).ravel(), np.diff(scaled.indptr))
+    return scaled
 
 
 def _min_overlap(rows_a: sp.csr_matrix, rows_b: sp.csr_matrix) -> np.ndarray:

@@ -95,6 +95,11 @@ class IndexPlan:
         return self.type in APPROXIMATE_TYPES or self.dims > 0
 
     @property
+    def keeps_vectors(self) -> bool:
+        """Whether the FAISS index holds the float32 vectors as added (flat, HNSW), not codes of them."""
+        return self.type in ("flat", "hnsw") and not self.dims
+
+    @property
     def supports_removal(self) -> bool:
         """FAISS cannot remove vectors from an HNSW graph. From IVF it can, but not under IDMap2 (the ids
         of later vectors shift, faiss#4656), and IVF fast-scan lists misplace vectors added after a removal

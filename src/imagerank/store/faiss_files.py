@@ -126,6 +126,7 @@ class FaissFiles:
         self._db.executemany(
             "INSERT INTO changes VALUES (?, ?)", [(generation_before + 1, int(i)) for i in ids]
         )
+        self._db.execute("UPDATE state SET value = value + ? WHERE key = 'change_count'", (len(ids),))
 
     def _trim_log(self, flushed_generation: int, relaid_out: bool) -> None:
         """Forget the changes a flushed file already holds: a copy behind it loads that file instead. A
@@ -148,7 +149,9 @@ class FaissFiles:
         generation = self.generation
         ids = self._all_ids()
         plan = plan_index(self.index_type, len(ids), self.dim)
-        training = self.vectors(_sample(ids, plan.training_size())) if plan.training_size() else None
+        training = None
+        if plan.training_size():
+            training = self._stored_vectors(_sample(ids, plan.training_size()))
         index = build_index(plan, self.dim, training)
         rows = self._db.execute("SELECT id, vector FROM images ORDER BY id")
         while chunk := rows.fetchmany(4096):
@@ -183,6 +186,8 @@ class FaissFiles:
         dead = np.isin(id_map, ids)
         id_map[dead] = _DEAD
         self._dead_count += int(dead.sum())
+        if dead.any() and self._plan.keeps_vectors:
+            faiss.downcast_index(index).construct_rev_map()  # a removed id is then unknown to `vectors`
 
     @staticmethod
     def _count_dead(index: faiss.Index, plan: IndexPlan) -> int:

@@ -47,8 +47,8 @@ class SqliteRows:
             raise KeyError(f"no image with id {missing[0]} in the index")
         return [by_id[int(i)] for i in ids]
 
-    def vectors(self, ids: Sequence[int]) -> np.ndarray:
-        """Stored (exact) vectors for the given ids, in order. Raises KeyError for an unknown id."""
+    def _stored_vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """Vectors for the given ids, in order, read from SQLite. Raises KeyError for an unknown id."""
         wanted = [int(i) for i in ids]
         with self._lock:
             rows = self._db.execute(
