@@ -15,6 +15,7 @@ from imagerank.store import faiss_files as store_module
 from imagerank.store.ann import INDEX_TYPES, IndexPlan, plan_index, recall_at_k
 from imagerank.store.base import ImageRecord
 from imagerank.store.faiss_store import FaissStore
+from imagerank.store.recall import shortlist_length
 
 DIM = 64
 COUNT = 11_000  # enough to train IVF-PQ's smallest layout (256 lists)
@@ -268,3 +269,20 @@ def test_a_reader_behind_a_flush_loads_the_flushed_file_and_replays_the_rest(
 
     assert reader.search(vectors[1500:1501], 1)[1][0, 0] == late[0]
     assert len(reader) == 1501 and built == []
+
+
+def test_a_long_shortlist_is_re_scored_exactly_without_multiplying_it(tmp_path: Path, collection) -> None:
+    assert shortlist_length(10, ann.IVFPQ_RERANK) == 10 * ann.IVFPQ_RERANK
+    assert shortlist_length(1_000, ann.IVFPQ_RERANK) == shortlist_length(300, 5) == ann.RERANK_LIMIT
+    assert shortlist_length(5_000, 5) == 5_000 and shortlist_length(1_000, 1) == 1_000
+    vectors, query_rows = collection
+    store = FaissStore(tmp_path, DIM, "ivfpq")
+    ids = np.asarray(store.upsert(_records(COUNT), vectors))
+    store.flush()
+    queries = vectors[query_rows[:5]]
+    scores, found = store.search(queries, 300)  # 1,000 re-scored, not 1,500
+    assert (found >= 0).all()
+    exact = np.einsum("qd,qkd->qk", queries, vectors[found - ids[0]])
+    np.testing.assert_allclose(scores, exact, atol=1e-5)
+    assert recall_at_k(found, _exact_top(queries, vectors, ids, 300)) >= 0.8
+    store.close()

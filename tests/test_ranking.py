@@ -13,6 +13,7 @@ from imagerank.ranking import (
     QueryExpansion,
     RandomRanker,
     get_method,
+    learned,
     list_methods,
     normalized,
     refine,
@@ -20,6 +21,7 @@ from imagerank.ranking import (
     top_k,
 )
 from imagerank.ranking._base import sharpened_posteriors
+from imagerank.ranking.hybrid import scaled_per_row
 from imagerank.ranking.rerank import _min_overlap
 
 ALL_METHODS = [*list_methods(), "probe+qe", "lda+kreciprocal", "probe+dba+qe"]
@@ -226,6 +228,30 @@ def test_hybrid_with_a_fallback_depth_ranks_each_query_alone_within_its_shortlis
     np.testing.assert_array_equal(ids[0, :29], shortlist[expected[0, :29]])
 
 
+@pytest.mark.parametrize("fallback_depth", [None, 30])
+def test_hybrid_scores_a_query_with_a_fully_open_gate_by_the_probe_alone(fallback_depth):
+    vectors, labels = clustered(n_labels=16, seed=12, noise=0.5)
+    unseen = np.unique(labels)[::2]
+    split = Protocol(name="half", unseen_labels=tuple(unseen.tolist())).split(labels)
+    unlabelled = vectors[np.concatenate([split.candidates, split.queries])]
+    queries, candidates = vectors[split.queries], vectors[split.candidates]
+    ranker = HybridRanker(fallback_depth=fallback_depth, similarity_weight=0.0)
+    ranker.fit(vectors[split.train], labels[split.train], unlabelled)
+    gate = ranker.gate(ranker.logits(queries), ranker.logits(candidates), queries @ candidates.T).ravel()
+    opened, partly = np.flatnonzero(gate == 1.0), np.flatnonzero((gate > 0.05) & (gate < 1.0))
+    assert len(opened) and len(partly)  # both kinds of query are in this split
+    posteriors = [sharpened_posteriors(ranker.logits(v), ranker.sharpness) for v in (queries, candidates)]
+    learned = posteriors[0] @ posteriors[1].T
+    scores = ranker.score(queries, candidates)
+    np.testing.assert_allclose(scores[opened], scaled_per_row(learned[opened]), atol=1e-12)
+    # where the gate is not fully open the fallback still counts
+    assert not np.allclose(scores[partly], gate[partly, None] * scaled_per_row(learned[partly]))
+    # a gate that never counts as open scores the confident queries almost the same
+    never = HybridRanker(fallback_depth=fallback_depth, similarity_weight=0.0, open_gate=2.0)
+    never.fit(vectors[split.train], labels[split.train], unlabelled)
+    np.testing.assert_allclose(never.score(queries[opened], candidates), scores[opened], atol=0.011)
+
+
 @pytest.mark.parametrize("fallback_depth", [None, 5])
 def test_hybrid_scores_empty_query_and_candidate_sets_and_two_labels(fallback_depth):
     vectors, labels = clustered(n_labels=2, seed=14)
@@ -298,3 +324,20 @@ def test_refine_rejects_contradicting_or_out_of_range_ids():
         refine(vectors[0], vectors[1:], [3], [3])
     with pytest.raises(ValueError, match="must index"):
         refine(vectors[0], vectors[1:], [len(vectors)], [])
+
+
+def test_learned_axes_come_from_a_fixed_sample_of_a_pool_over_the_limit(monkeypatch):
+    monkeypatch.setattr(learned, "POOL_LIMIT", 100)
+    vectors, labels = clustered(seed=15)
+    train, pool = vectors[:40], vectors[40:]
+    assert len(pool) > 100
+    first = HybridRanker().fit(train, labels[:40], pool)
+    again = HybridRanker().fit(train, labels[:40], pool)
+    np.testing.assert_array_equal(first.weights_, again.weights_)  # the same sample each time
+    whole = np.concatenate([train, pool])
+    sampled_mean = first.mean_
+    assert not np.allclose(sampled_mean, normalized(whole).mean(axis=0), atol=1e-6)
+    monkeypatch.setattr(learned, "POOL_LIMIT", len(pool))
+    np.testing.assert_allclose(
+        HybridRanker().fit(train, labels[:40], pool).mean_, normalized(whole).mean(axis=0), atol=1e-6
+    )

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
-from imagerank.store.ann import RECALL_K, RECALL_QUERIES, recall_at_k, search_parameters
+from imagerank.store.ann import RECALL_K, RECALL_QUERIES, RERANK_LIMIT, recall_at_k, search_parameters
 from imagerank.store.base import empty_results
 from imagerank.store.rows import _chunk_arrays
 
@@ -38,7 +38,7 @@ class RecallAndFilters:
         self, index: faiss.Index, queries: np.ndarray, k: int, selector: faiss.IDSelector | None
     ) -> tuple[np.ndarray, np.ndarray]:
         params = search_parameters(self._plan, index, selector)
-        scores, ids = index.search(queries, k * self._plan.rerank, params=params)
+        scores, ids = index.search(queries, shortlist_length(k, self._plan.rerank), params=params)
         if self._plan.rerank > 1:
             return self._reranked(queries, ids, k)
         return scores, ids
@@ -106,3 +106,9 @@ def _padded(array: np.ndarray, width: int, fill: float) -> np.ndarray:
         return np.ascontiguousarray(array)
     padding = np.full((array.shape[0], width - array.shape[1]), fill, dtype=array.dtype)
     return np.hstack([array, padding])
+
+
+def shortlist_length(k: int, rerank: int) -> int:
+    """How many approximate results a search re-scores exactly for the top ``k``: ``rerank`` times ``k``,
+    but no more than `RERANK_LIMIT` unless ``k`` itself is larger."""
+    return max(k, min(k * rerank, RERANK_LIMIT))
