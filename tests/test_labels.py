@@ -177,3 +177,27 @@ def test_a_few_relabelled_images_among_many_do_not_refit(
         assert [fitted.info.n_labelled for fitted in three.refitted] == [24]
         labels = np.asarray(index.fitted().snapshot.labels)
         assert int((labels == "laptop").sum()) == 12
+
+
+def test_cli_labels_by_id_and_clears(index: Index, cli) -> None:
+    directory = index.directory
+    dogs = ids_of(index, "dalmatian/")[:2]
+    index.close()
+    ids = [argument for image_id in dogs for argument in ("--id", str(image_id))]
+
+    labelled = cli("label", "--index", directory, *ids, "--label", "spotted dog")
+    assert labelled.returncode == 0, labelled.stderr
+    assert "2 image(s) given the label 'spotted dog'." in labelled.stdout
+    assert "Fitted hybrid again: 12 labelled images, 4 labels." in labelled.stdout
+    with Index.open(directory) as reopened:
+        assert [record.label for record in reopened.records(dogs)] == ["spotted dog"] * 2
+
+    unknown = cli("label", "--index", directory, "--id", "999", "--label", "x")
+    assert unknown.returncode == 1 and "no image with id 999" in unknown.stderr
+    for bad in (["--label", "a\tb"], [], ["--label", "x", "--clear"]):
+        refused = cli("label", "--index", directory, *ids, *bad)
+        assert refused.returncode == 2, refused.stderr
+    cleared = cli("label", "--index", directory, *ids, "--clear")
+    assert cleared.returncode == 0 and "2 image(s) given their folder's label." in cleared.stdout
+    with Index.open(directory) as reopened:
+        assert [record.label for record in reopened.records(dogs)] == ["dalmatian"] * 2
