@@ -191,6 +191,9 @@ def test_cli_labels_by_id_and_clears(index: Index, cli) -> None:
     assert "Fitted hybrid again: 12 labelled images, 4 labels." in labelled.stdout
     with Index.open(directory) as reopened:
         assert [record.label for record in reopened.records(dogs)] == ["spotted dog"] * 2
+        assert reopened.info()["assigned_labels"] == 2
+    described = cli("info", "--index", directory, env={"COLUMNS": "400"})
+    assert "spotted dog (2)" in described.stdout and "2 images labelled by id" in described.stdout
 
     unknown = cli("label", "--index", directory, "--id", "999", "--label", "x")
     assert unknown.returncode == 1 and "no image with id 999" in unknown.stderr

@@ -77,9 +77,11 @@ def test_marked_results_and_the_query_are_saved_as_a_label(
     status = page.locator("#label-status").inner_text()
     quoted = "\N{LEFT DOUBLE QUOTATION MARK}my favourites\N{RIGHT DOUBLE QUOTATION MARK}"
     assert status == f"Saved 3 images as {quoted}. The ranking has learned it."
-    page.wait_for_function(
-        "() => [...document.querySelector('#label-filter').options].some(o => o.text === 'my favourites (3)')"
-    )
+    for menu in ("#label-filter", "#collection-label"):
+        page.wait_for_function(
+            "menu => [...document.querySelector(menu).options].some(o => o.text === 'my favourites (3)')",
+            arg=menu,
+        )
     page.wait_for_function(
         f"() => document.querySelector('#method-help').textContent.includes('({SAMPLE_LABELS + 1} labels)')"
     )

@@ -258,7 +258,8 @@ async function loadStats() {
     const select = $("#label-filter");
     const named = stats.labels.filter(({ label }) => label !== null);
     select.replaceChildren(select.options[0], ...named.map(({ label, count }) => new Option(`${label} (${count})`, label)));
-    select.value = named.some(({ label }) => label === state.label) ? state.label : "";
+    state.label = named.some(({ label }) => label === state.label) ? state.label : "";
+    select.value = state.label;
     showLabelSaving(stats.writable, named.map(({ label }) => label));
   } catch (error) {
     $("#stats").textContent = "Could not read the index statistics.";

@@ -54,7 +54,8 @@ async function saveLabel(event) {
   const learned = data.refitted.length ? " The ranking has learned it." : "";
   const saved = data.changed.length;
   status.textContent = `Saved ${saved} image${saved === 1 ? "" : "s"} as “${label}”${already}.${learned}`;
-  await Promise.all([loadStats(), loadMethods()]);
+  await Promise.all([loadStats(), loadMethods(), loadCollectionLabels()]);
+  loadCollection();
   search();
 }
 
