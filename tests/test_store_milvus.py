@@ -182,6 +182,24 @@ def test_delete_removes_from_search_len_records_and_labels(stores) -> None:
     assert len(milvus) == COUNT - 3
 
 
+def test_set_labels_changes_labels_not_vectors_as_in_faiss_and_refuses_unknown_ids(stores) -> None:
+    faiss_store, milvus, ids, vectors = stores
+    changes = {ids[0]: "spotted", ids[1]: "spotted", ids[3]: None, ids[7]: LABELS[2]}
+    for store in (faiss_store, milvus):
+        store.set_labels(changes)
+        with pytest.raises(KeyError, match=str(COUNT + 100)):
+            store.set_labels({ids[5]: "never", COUNT + 100: "never"})  # all or none
+
+    assert milvus.all_records() == faiss_store.all_records()
+    assert [record.label for record in milvus.records(list(changes))] == list(changes.values())
+    assert milvus.labels() == faiss_store.labels()
+    assert milvus.labels()["spotted"] == 2 and "never" not in milvus.labels()
+    np.testing.assert_allclose(milvus.vectors(ids), vectors, atol=1e-7)
+    _, found = milvus.search(vectors[:5], k=3, labels=["spotted"])
+    assert set(found.ravel().tolist()) == {ids[0], ids[1], -1}
+    _assert_same_ranking(faiss_store.search(vectors[:20], k=10), milvus.search(vectors[:20], k=10))
+
+
 def test_records_and_vectors_follow_the_order_given_and_refuse_unknown_ids(stores) -> None:
     _, milvus, ids, vectors = stores
     order = [ids[5], ids[0], ids[3], ids[5]]

@@ -36,3 +36,11 @@ class IndexNotFoundError(ImageRankError):
 
 class UnknownLabelError(ImageRankError):
     """A search was restricted to a label no indexed image has."""
+
+
+class InvalidLabelError(ImageRankError, ValueError):
+    """A label to assign is empty, too long, or holds control characters."""
+
+
+class UnknownImageError(ImageRankError):
+    """Image ids that are not in the index (the message names them)."""

@@ -33,6 +33,8 @@ def info_command(
     labels = info["labels"]
     shown = ", ".join(f"{name} ({count})" for name, count in list(labels.items())[:12])
     more = f", ... ({len(labels)} labels)" if len(labels) > 12 else ""
+    if info.get("assigned_labels"):
+        more += f"; {info['assigned_labels']} images labelled by id (imagerank label)"
     table = Table(show_header=False, title=escape(str(index)))
     for key, value in (
         ("model", f"{info['model']} ({info['dim']}-d)"),

@@ -19,6 +19,7 @@ import typer
 from imagerank.cli.evaluate import evaluate_command
 from imagerank.cli.index import index_command
 from imagerank.cli.info import info_command
+from imagerank.cli.label import label_command
 from imagerank.cli.models import models_command
 from imagerank.cli.plot import plot_app
 from imagerank.cli.report import report_command
@@ -39,6 +40,7 @@ app = typer.Typer(
 app.command("index")(index_command)
 app.command("search")(search_command)
 app.command("info")(info_command)
+app.command("label")(label_command)
 app.command("models")(models_command)
 app.command("serve")(serve_command)
 app.command("evaluate")(evaluate_command)

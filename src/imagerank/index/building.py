@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from imagerank.embedding.decoding import IMAGE_EXTENSIONS, scan_image_files
@@ -14,6 +14,7 @@ from imagerank.embedding.embedder import Embedder
 from imagerank.errors import BadImageError, ImageRankError, ModelMismatchError, UnknownLabelError
 from imagerank.index.files import UPLOADS_PREFIX, _record_for, _relative, _same_stat, _SkippedFiles, _stat_key
 from imagerank.index.fitted import FittedMethod
+from imagerank.index.labelling import AssignedLabels
 from imagerank.store.base import DATABASE, write_json_atomically
 
 
@@ -91,6 +92,9 @@ class Building:
         ]
         self.store.delete([record.id for record in gone if record.id is not None])
         report.removed = [record.path for record in gone]
+        with AssignedLabels(self.directory / DATABASE) as assigned:
+            assigned.forget(report.removed)
+            self._relabel_drifted([known[path] for path in report.unchanged], assigned.read())
         self.store.flush()
         if fit:
             report.fitted = self.refit_stale()
@@ -206,12 +210,15 @@ class Building:
     ) -> None:
         if not files:
             return
+        with AssignedLabels(self.directory / DATABASE) as assigned:
+            assignments = assigned.read()
         for batch in self.embedder.iter_encode_files(files, batch_size, show_progress_bar):
             report.skipped.extend(batch.errors)
             records, keep = [], []
             for position, path in enumerate(batch.paths):
                 try:
-                    records.append(_record_for(path, root, prefix))
+                    record = _record_for(path, root, prefix)
+                    records.append(replace(record, label=assignments.get(record.path, record.label)))
                     keep.append(position)
                 except OSError as error:
                     report.skipped.append(BadImageError(path, f"cannot read: {error.strerror or error}"))

@@ -21,6 +21,7 @@ from imagerank.errors import ImageRankError, ModelMismatchError
 from imagerank.index.building import Building
 from imagerank.index.files import UPLOADS_PREFIX
 from imagerank.index.fitted import FittedMethod
+from imagerank.index.labelling import Labelling
 from imagerank.index.searching import Searching, _FittedTextRanker
 from imagerank.store.base import ImageRecord, VectorStore, read_manifest, write_json_atomically
 from imagerank.store.factory import open_store
@@ -29,7 +30,7 @@ FORMAT = "imagerank-index"
 FORMAT_VERSION = 1
 
 
-class Index(Building, Searching):
+class Index(Building, Searching, Labelling):
     """An on-disk image index. Create it with `Index.create`, reopen it with `Index.open`.
 
     Example:
@@ -241,6 +242,7 @@ class Index(Building, Searching):
             "root": self.manifest.get("root"),
             "count": len(self),
             "labels": {str(label): count for label, count in self.store.labels().items()},
+            "assigned_labels": len(self.assigned_labels()),
             "uploads": {"folder": str(self.uploads_folder), "count": self.upload_count()},
             "size_bytes": size,
             "store": self.store.describe(),

@@ -76,17 +76,23 @@ def _record_for(path: Path, root: Path, prefix: str = "") -> ImageRecord:
     oriented size."""
     stat = path.stat()
     relative = _relative(path, root)
-    parent = Path(relative).parent
     width, height = _oriented_size(path)
     return ImageRecord(
         path=prefix + relative,
-        label=parent.name if parent != Path(".") and parent.name not in UNLABELLED_FOLDERS else None,
+        label=folder_label(relative),
         digest=file_digest(path),
         size=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
         width=width,
         height=height,
     )
+
+
+def folder_label(path: str) -> str | None:
+    """The label an image's folder gives it: the name of the folder it is directly in (for an upload, under
+    the uploads folder); None directly in the indexed folder or in a folder named ``unlabelled``."""
+    parent = Path(path.removeprefix(UPLOADS_PREFIX)).parent
+    return parent.name if parent != Path(".") and parent.name not in UNLABELLED_FOLDERS else None
 
 
 def _oriented_size(path: Path) -> tuple[int, int]:

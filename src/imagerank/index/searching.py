@@ -33,9 +33,10 @@ from imagerank.text.base import TextRanker, checked_text
 
 @dataclass
 class _FittedTextRanker:
-    """A text ranker fitted on the index as it was at `version` (its size and store generation)."""
+    """A text ranker fitted on the index as it was at `version` (its size, store generation and count of
+    changes, which counts label changes too)."""
 
-    version: tuple[int, int | None]
+    version: tuple[int, int | None, int | None]
     ids: np.ndarray
     labels: np.ndarray
     ranker: TextRanker
@@ -181,7 +182,10 @@ class Searching:
         }
 
     def _fitted_text_ranker(self) -> _FittedTextRanker:
-        version = (len(self.store), getattr(self.store, "generation", None))
+        version = (
+            len(self.store),
+            *(getattr(self.store, name, None) for name in ("generation", "change_count")),
+        )
         if self._text is None or self._text.version != version:
             records = sorted(self.store.all_records(), key=lambda record: int(record.id or 0))
             ids = np.fromiter((int(record.id or 0) for record in records), dtype=np.int64, count=len(records))

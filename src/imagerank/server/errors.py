@@ -13,7 +13,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from imagerank.errors import BadImageError, ImageRankError, IndexNotFoundError, UnknownLabelError
+from imagerank.errors import (
+    BadImageError,
+    ImageRankError,
+    IndexNotFoundError,
+    InvalidLabelError,
+    UnknownImageError,
+    UnknownLabelError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +70,8 @@ def status_for(error: ImageRankError) -> int:
         UnsupportedUploadError: 415,
         InvalidRequestError: 422,
         UnknownLabelError: 422,
+        UnknownImageError: 422,
+        InvalidLabelError: 422,
         IndexNotFoundError: 503,
     }
     return next((code for kind, code in statuses.items() if isinstance(error, kind)), 400)

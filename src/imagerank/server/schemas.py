@@ -160,6 +160,7 @@ class Stats(BaseModel):
     labels: list[LabelCount]
     uploads: int = Field(0, description="How many of the images were uploaded through the API.")
     max_upload_bytes: int
+    writable: bool = Field(False, description="Whether the server accepts writes (uploads, labels).")
     version: str
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -42,6 +42,8 @@ class VectorStore(Protocol):
     def upsert(self, records: Sequence[ImageRecord], vectors: np.ndarray) -> list[int]: ...
 
     def delete(self, ids: Sequence[int]) -> None: ...
+
+    def set_labels(self, labels: Mapping[int, str | None]) -> None: ...
 
     def search(
         self, queries: np.ndarray, k: int, labels: Sequence[str] | None = None

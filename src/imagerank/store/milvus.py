@@ -29,7 +29,8 @@ writer per collection at a time (readers are unlimited). Milvus Lite enforces on
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -143,6 +144,20 @@ class MilvusStore:
             self._client.delete(self.where.collection, ids=batch)
         if ids:
             self._flush_if_lite()
+
+    def set_labels(self, labels: Mapping[int, str | None]) -> None:
+        """Give images (by id) new labels: their rows are written again with the same vectors. Raises
+        KeyError (nothing changed) for an unknown id. Not atomic past one request of rows (Milvus has no
+        transactions); a half-applied change is completed by `Index.sync`."""
+        ids = [int(i) for i in labels]
+        records, vectors = self.records(ids), self.vectors(ids)
+        rows = [
+            _row(image_id, replace(record, label=labels[image_id]), vector, self.nullable_label)
+            for image_id, record, vector in zip(ids, records, vectors, strict=True)
+        ]
+        for batch in _chunks(rows, _ROWS_PER_REQUEST):
+            self._client.upsert(self.where.collection, batch)
+        self._flush_if_lite()
 
     def search(
         self, queries: np.ndarray, k: int, labels: Sequence[str] | None = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -70,6 +70,33 @@ class SqliteRows:
         with self._lock:
             rows = self._db.execute("SELECT label, COUNT(*) FROM images GROUP BY label ORDER BY label")
             return dict(rows.fetchall())
+
+    def set_labels(self, labels: Mapping[int, str | None]) -> None:
+        """Give images (by id) new labels, in one transaction; their vectors stay as they are.
+
+        Counted in `change_count` (one per image) so that fits see it; the generation and the change log,
+        which say when the FAISS copy must catch up, are left alone: the copy holds no labels.
+        Raises KeyError (nothing changed) for an unknown id.
+        """
+        rows = [(label, int(image_id)) for image_id, label in labels.items()]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for label, image_id in rows:
+                    if (
+                        self._db.execute(
+                            "UPDATE images SET label = ? WHERE id = ?", (label, image_id)
+                        ).rowcount
+                        != 1
+                    ):
+                        raise KeyError(f"no image with id {image_id} in the index")
+                self._db.execute(
+                    "UPDATE state SET value = value + ? WHERE key = 'change_count'", (len(rows),)
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def _upsert_row(self, record: ImageRecord, vector: np.ndarray) -> int:
         values = (record.label, record.digest, record.size, record.mtime_ns, record.width, record.height)

@@ -187,6 +187,7 @@ function updateFeedbackSummary() {
       ? `Feedback: ${relevant} relevant, ${notRelevant} not relevant (hidden).`
       : "No feedback yet: mark results as relevant or not.";
   $("#clear-feedback").disabled = !(relevant || notRelevant);
+  updateLabelSaving();
 }
 
 function resetForNewQuery() {
@@ -253,11 +254,13 @@ async function loadStats() {
     const stats = await response.json();
     const uploads = stats.uploads ? ` (${stats.uploads.toLocaleString()} uploaded)` : "";
     $("#stats").textContent = `${stats.count.toLocaleString()} images${uploads} indexed with ${stats.model}.`;
+    // Called again after labels change (labels.js): the menu is rebuilt, keeping the chosen label.
     const select = $("#label-filter");
-    for (const { label, count } of stats.labels) {
-      if (label === null) continue;
-      select.append(new Option(`${label} (${count})`, label));
-    }
+    const named = stats.labels.filter(({ label }) => label !== null);
+    select.replaceChildren(select.options[0], ...named.map(({ label, count }) => new Option(`${label} (${count})`, label)));
+    state.label = named.some(({ label }) => label === state.label) ? state.label : "";
+    select.value = state.label;
+    showLabelSaving(stats.writable, named.map(({ label }) => label));
   } catch (error) {
     $("#stats").textContent = "Could not read the index statistics.";
   }
@@ -269,11 +272,13 @@ async function loadMethods() {
   try {
     const response = await fetch("/api/methods");
     const methods = await response.json();
-    for (const name of methods.suggested) {
-      select.append(new Option(name === methods.default ? `${name} (default)` : name, name));
-    }
-    select.value = methods.default;
-    state.method = methods.default;
+    // Called again after labels change (labels.js): the menu is rebuilt, keeping the chosen method.
+    const chosen = state.method || methods.default;
+    select.replaceChildren(
+      ...methods.suggested.map((name) => new Option(name === methods.default ? `${name} (default)` : name, name)),
+    );
+    select.value = methods.suggested.includes(chosen) ? chosen : methods.default;
+    state.method = select.value;
     $("#method-help").textContent = methods.labels >= 2
       ? `Learned methods use ${methods.labelled_images.toLocaleString()} labelled images (${methods.labels} labels).`
       : "No label folders: learned methods fall back to one that needs no labels.";

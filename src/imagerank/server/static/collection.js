@@ -63,10 +63,12 @@ function collectionItem(image) {
 async function loadCollectionLabels() {
   try {
     const stats = await (await fetch("/api/stats")).json();
+    // Called again after labels change (labels.js): rebuilt, keeping the chosen label while it exists.
     const select = document.querySelector("#collection-label");
-    for (const { label, count } of stats.labels) {
-      if (label !== null) select.append(new Option(`${label} (${count})`, label));
-    }
+    const named = stats.labels.filter(({ label }) => label !== null);
+    select.replaceChildren(select.options[0], ...named.map(({ label, count }) => new Option(`${label} (${count})`, label)));
+    if (!named.some(({ label }) => label === collection.label)) collection.label = "";
+    select.value = collection.label;
   } catch (error) {
     // the collection still lists every label together
   }

@@ -46,5 +46,6 @@ def stats(index: IndexDep, settings: SettingsDep) -> Stats:
         labels=labels,
         uploads=index.upload_count(),
         max_upload_bytes=settings.max_upload_bytes,
+        writable=settings.allow_uploads,
         version=__version__,
     )
