@@ -16,6 +16,9 @@ two, recall@10 against exact search (the same queries for every layout), and P@1
 510 Caltech queries over the whole collection (a generated vector's label is its mixture component).
 Memory bandwidth is measured in the same run by a numpy copy of a 2 GiB array (bytes read + written per
 second); exact flat search is reported as the share of it that one query's scan moves.
+
+The default learned ranking method through `Index.search` on the same million, per layout, against exact:
+`benchmarks/ann_learned.py`.
 """
 
 from __future__ import annotations
