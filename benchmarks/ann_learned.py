@@ -1,7 +1,7 @@
 """The default ranking method through the product's search path on a million vectors, per index layout.
 
 Usage:
-    python benchmarks/ann_learned.py [--vectors 1000000] [--types flat,hnsw,ivfpq] [--fit-pool N] [--seed 0]
+    python benchmarks/ann_learned.py [--vectors 1000000] [--types flat,hnsw,ivfpq] [--seed 0]
 
 An `Index` over a real `FaissStore` holds the seed split of the real Caltech-101 MobileNetV2 embeddings, its
 training images with their labels, its candidates and queries without, plus `--vectors` unlabelled vectors
@@ -20,12 +20,9 @@ The vectors are stored once; each layout is built from them as `imagerank index 
 The method is fitted once, on the first layout, and saved in the index directory; the other layouts read
 that fit back, as an index whose layout changed does (the fit depends on the stored vectors, not the layout).
 
-`Index.fit` holds about four float32 copies of every vector at once (the stored vectors, the pool they are
-concatenated into, its normalised and centred copies), besides the layout's own copy: at 1M x 1280 more
-memory than a 24 GiB machine has. `--fit-pool N` fits it the same way with N of the unlabelled images drawn
-at random as the pool of its principal subspace (every labelled image kept, the probe's products computed
-for every image): the memory of N images. Without it, or with N at least the unlabelled count, the fit is
-`Index.fit` itself.
+`Index.fit` learns the method's principal axes from at most 100,000 of the unlabelled images (a fixed random
+sample, `imagerank.ranking.learned.POOL_LIMIT`) and keeps the probe's products for every image; the table
+notes its peak resident memory.
 """
 
 from __future__ import annotations
@@ -36,7 +33,6 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import faiss
@@ -50,14 +46,7 @@ from imagerank.evaluation.protocols import SEED_PROTOCOL, Split
 from imagerank.index.core import Index
 from imagerank.index.fitted import (
     DEFAULT_METHOD,
-    SEARCH_SETTINGS,
-    FitInfo,
-    FittedMethod,
-    fingerprints,
-    save_fit,
-    store_snapshot,
 )
-from imagerank.ranking import get_method
 from imagerank.store.base import ImageRecord
 from imagerank.store.faiss_store import FaissStore
 
@@ -131,43 +120,6 @@ def _records(kind: str, start: int, labels: list[str | None]) -> list[ImageRecor
     ]  # fmt: skip
 
 
-def fit_with_pool(index: Index, pool: int, seed: int) -> FittedMethod:
-    """`imagerank.index.fitted.fit_method` for the default method, its unlabelled pool cut to ``pool``
-    unlabelled images drawn at random (plus every labelled one, as there), saved as `Index.fit` saves it."""
-    store = index.store
-    change_count = getattr(store, "change_count", None)
-    snapshot = store_snapshot(store)
-    labelled = snapshot.labelled
-    rng = np.random.default_rng(seed)
-    drawn = rng.choice(snapshot.ids[~labelled], pool, replace=False)
-    pool_ids = np.sort(np.concatenate([snapshot.ids[labelled], drawn]))
-    started = time.perf_counter()
-    ranker = get_method(DEFAULT_METHOD, **SEARCH_SETTINGS.get(DEFAULT_METHOD, {}))
-    train_labels = snapshot.labels[labelled].astype(str)
-    ranker.fit(store.vectors(snapshot.ids[labelled].tolist()), train_labels, store.vectors(pool_ids.tolist()))
-    prints, products = [], []
-    for begin in range(0, len(snapshot.ids), CHUNK):
-        vectors = store.vectors(snapshot.ids[begin : begin + CHUNK].tolist())
-        prints.append(fingerprints(vectors))
-        products.append(ranker.probe_products(vectors))
-    info = FitInfo(
-        method=DEFAULT_METHOD,
-        fitted_method=DEFAULT_METHOD,
-        fitted_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        seconds=round(time.perf_counter() - started, 3),
-        n_images=len(snapshot.ids),
-        n_labelled=int(labelled.sum()),
-        n_labels=len(set(train_labels.tolist())),
-        vector_id=VECTOR_ID,
-        note=f"principal subspace fitted on {pool:,} unlabelled images drawn at random (benchmark)",
-    )
-    fitted = FittedMethod(
-        info, ranker, snapshot, np.concatenate(prints), np.concatenate(products), change_count
-    )
-    save_fit(index.directory, fitted)
-    return fitted
-
-
 def precision(ids: np.ndarray, collection: Collection) -> float:
     """Mean P@10 of the rows of ``ids`` (store ids, -1 for none), one row per seed query."""
     found = np.where(ids >= 0, collection.label_of_id[np.maximum(ids, 0)], -1)
@@ -227,9 +179,6 @@ def main() -> None:
     )
     parser.add_argument("--vectors", type=int, default=1_000_000, help="generated vectors (besides the real)")
     parser.add_argument("--types", default="flat,hnsw,ivfpq", help="layouts; the first is fitted on")
-    parser.add_argument(
-        "--fit-pool", type=int, default=None, help="unlabelled images in the fit's pool (default: all)"
-    )
     parser.add_argument("--latency-queries", type=int, default=100)
     parser.add_argument("--check-queries", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
@@ -261,13 +210,8 @@ def main() -> None:
             if position == 0:
                 reset_peak_rss()
                 started = time.perf_counter()
-                pool = args.fit_pool
-                if pool is None or pool >= collection.n_unlabelled:
-                    fitted = index.fit()
-                    fit_note = f"Index.fit, pool: all {collection.n_unlabelled:,} unlabelled images"
-                else:
-                    fitted = fit_with_pool(index, pool, args.seed)
-                    fit_note = f"pool: {pool:,} of the {collection.n_unlabelled:,} unlabelled images"
+                fitted = index.fit()
+                fit_note = f"Index.fit, {collection.n_unlabelled:,} unlabelled images"
                 row["fit_s"] = time.perf_counter() - started
                 fit_note += (
                     f"; {fitted.info.n_labelled:,} labelled in {fitted.info.n_labels} labels; "
