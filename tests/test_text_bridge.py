@@ -55,6 +55,19 @@ def test_wordnet_places_a_word_without_a_class_next_to_its_kin():
     assert np.isinf(taxonomy.distances("qwertyuiop")).all()
 
 
+def test_a_misspelt_word_is_read_as_the_noun_one_slip_away():
+    taxonomy = imagenet_taxonomy()
+    assert taxonomy.respelled("lilly") == "lily"  # a doubled letter
+    assert taxonomy.respelled("dalmation") == "dalmatian"  # a changed letter, in a long word
+    assert taxonomy.respelled("chiar", ("windsor",)) == "chair"  # swapped letters, making a WordNet phrase
+    assert taxonomy.respelled("happy") is None  # "harpy" is a changed letter away, but the word is short
+    assert taxonomy.respelled("lily") is None  # a noun already
+    assert taxonomy.noun_costs("water lilly")[0] == ("water_lily", 1.0)
+    spelt, misspelt = taxonomy.distances("dalmatian"), taxonomy.distances("dalmation")
+    assert int(np.argmin(misspelt)) == int(np.argmin(spelt))
+    np.testing.assert_allclose(misspelt, spelt + 1.0)  # one link dearer than the right spelling
+
+
 def test_dalmatian_comes_first_on_the_labelled_sample(sample_index: Index):
     _, ids = sample_index.search_text("dalmatian", k=3)
     records = sample_index.records(ids[0].tolist())

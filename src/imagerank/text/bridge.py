@@ -40,14 +40,14 @@ CALIBRATED_CONFIDENCE = 0.5
 """Mean top-class posterior the head's temperature is set to (measured on Caltech-101 with the true
 feature norms: 0.56 for MobileNetV2, 0.45 for EfficientNet-Lite0)."""
 CLASSES_PER_QUERY = 30
-CLASS_TEMPERATURE = 0.05
+CLASS_TEMPERATURE = 0.08
 """Softmax temperature of the class weights, in units of MiniLM cosine."""
-LINK_COST = 1.0
+LINK_COST = 0.5
 """Log-weight a class loses per WordNet link between it and the query's nearest noun."""
 UNRELATED_LINKS = 50.0
 """Distance given to classes no query noun has a path to."""
-PRIOR_WEIGHT = 0.5
-"""How much of each class's mean posterior over the index is divided out (p(c | image) / p(c) ** 0.5), so a
+PRIOR_WEIGHT = 0.7
+"""How much of each class's mean posterior over the index is divided out (p(c | image) / p(c) ** 0.7), so a
 class the head gives to many images of this collection does not swamp the rarer classes a text picks."""
 FEEDBACK_IMAGES = 10
 FEEDBACK_WEIGHT = 0.5
