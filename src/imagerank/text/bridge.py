@@ -115,12 +115,15 @@ class BridgeTextRanker:
         """One score per fitted image, higher is closer: the log-posterior of the labels ``text`` names, or
         (far from every label name) its standardised ImageNet class score, or a blend of both in between."""
         words = query_words(checked_text(text))
-        query = encode([words])[0]
-        blend = self._label_blend(query)
-        scores = self._label_scores(query) * blend if blend > 0 else 0.0
+        phrasings = [template.format(words) for template in QUERY_TEMPLATES]
+        # with no labels, every phrasing is needed: one batch; else the first decides whether the rest are
+        embedded = encode(phrasings if not self._label_names else phrasings[:1])
+        blend = self._label_blend(embedded[0])
+        scores = self._label_scores(embedded[0]) * blend if blend > 0 else 0.0
         if blend < 1:
-            phrasings = encode([template.format(words) for template in QUERY_TEMPLATES[1:]])
-            ensemble = query + phrasings.sum(axis=0)
+            if len(embedded) < len(phrasings):
+                embedded = np.concatenate([embedded, encode(phrasings[1:])])
+            ensemble = embedded.sum(axis=0)
             ensemble /= np.linalg.norm(ensemble)
             scores = scores + self._class_scores(ensemble, words) * (1 - blend)
         return np.asarray(scores, dtype=np.float32)
