@@ -6,8 +6,10 @@ No network and no CLIP: a text reaches images in two ways.
   MiniLM similarity to each class's names and WordNet gloss, and by distance in the WordNet noun tree (a
   "ketch" is a sailing vessel, two links from "schooner"). Each image is scored by the posterior of those
   classes under the backbone's classifier head, applied to the stored vector (each class's posterior
-  divided by the square root of its mean over the index), then blended with the cosine to the mean of the
-  ten best images (pseudo-relevance feedback). Stored vectors are
+  divided by its mean over the index to the power `PRIOR_WEIGHT`), then blended with the cosine to the mean
+  of the ten best images (pseudo-relevance feedback) and smoothed over a nearest-neighbour graph of the 300
+  best (label propagation). The classes are picked by the mean embedding of a few phrasings of the text
+  (`QUERY_TEMPLATES`); WordNet reads a misspelt word as the noun one slip away. Stored vectors are
   L2-normalised, so the head sees them rescaled by one temperature per index, calibrated in `fit` so the
   mean top-class posterior over the index is `CALIBRATED_CONFIDENCE` (about what the heads give on the
   unnormalised features of natural photos).
