@@ -11,7 +11,7 @@ import pytest
 
 from imagerank import Index
 from imagerank.text.base import MAX_TEXT_CHARS, TextQueryError
-from imagerank.text.bridge import BridgeTextRanker, query_words
+from imagerank.text.bridge import SMOOTHED_CANDIDATES, BridgeTextRanker, _neighbour_smoothed, query_words
 from imagerank.text.wordnet import imagenet_taxonomy
 
 pytest.importorskip("all_minilm_l6_v2")
@@ -53,6 +53,39 @@ def test_wordnet_places_a_word_without_a_class_next_to_its_kin():
     assert taxonomy.base_form("mice") == "mouse"
     assert taxonomy.base_form("boxes") == "box"
     assert np.isinf(taxonomy.distances("qwertyuiop")).all()
+
+
+def test_a_misspelt_word_is_read_as_the_noun_one_slip_away():
+    taxonomy = imagenet_taxonomy()
+    assert taxonomy.respelled("lilly") == "lily"  # a doubled letter
+    assert taxonomy.respelled("dalmation") == "dalmatian"  # a changed letter, in a long word
+    assert taxonomy.respelled("chiar", ("windsor",)) == "chair"  # swapped letters, making a WordNet phrase
+    assert taxonomy.respelled("happy") is None  # "harpy" is a changed letter away, but the word is short
+    assert taxonomy.respelled("lily") is None  # a noun already
+    assert taxonomy.noun_costs("water lilly")[0] == ("water_lily", 1.0)
+    spelt, misspelt = taxonomy.distances("dalmatian"), taxonomy.distances("dalmation")
+    assert int(np.argmin(misspelt)) == int(np.argmin(spelt))
+    np.testing.assert_allclose(misspelt, spelt + 1.0)  # one link dearer than the right spelling
+
+
+def test_smoothing_lifts_a_missed_member_of_a_high_group_and_sinks_a_lone_misfit():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(SMOOTHED_CANDIDATES + 100, 64)).astype(np.float32)
+    vectors[:40] = vectors[0] + 0.1 * rng.normal(size=(40, 64))  # a tight group
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores = rng.uniform(0.0, 0.5, len(vectors)).astype(np.float32)
+    scores[1:40] = 1.0  # the group scores high, but for one member the head missed
+    scores[0] = 0.45
+    scores[100] = 1.2  # a lone image, unlike the others, scored highest
+    smoothed = _neighbour_smoothed(scores, vectors)
+    order = list(np.argsort(-smoothed, kind="stable"))
+    assert list(np.argsort(-scores)).index(0) > 60  # before: below some 30 unrelated images
+    assert order.index(0) <= 40  # after: above every image outside the group but the misfit
+    assert smoothed[100] < smoothed[1:40].min()
+    rest = np.argsort(-scores)[
+        SMOOTHED_CANDIDATES:
+    ]  # not candidates: their order kept, below every candidate
+    assert order[SMOOTHED_CANDIDATES:] == list(rest)
 
 
 def test_dalmatian_comes_first_on_the_labelled_sample(sample_index: Index):

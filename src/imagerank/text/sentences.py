@@ -74,6 +74,8 @@ def _encoder() -> tuple[Tokenizer, onnxruntime.InferenceSession]:
     tokenizer.enable_padding()
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
+    # no busy-waiting threads after a run: on 2 cores they slow the numpy work of the query that follows
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return tokenizer, onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
 
 

@@ -22,6 +22,13 @@ NO_PATH = np.float32(np.inf)
 _SUFFIXES = (("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"))
 _SUFFIXES += (("men", "man"), ("ies", "y"))
 """WordNet's own rules for the base form of a plural noun (``morphy``)."""
+TYPO_COST = 1.0
+"""Links added to the distances of a noun reached only by respelling a query word (``respelled``)."""
+_MIN_TYPO_LENGTH = 5
+_MIN_ANY_SLIP_LENGTH = 7
+"""Shorter words are respelled only by a doubled or swapped letter, or into a phrase: a word like "happy" has
+other nouns one changed letter away ("harpy") that are no slip."""
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
 @dataclass(frozen=True)
@@ -46,25 +53,65 @@ class ImageNetTaxonomy:
         wins ties. inf where no word has a path to the class.
         """
         best = np.full(self.down.shape[1], NO_PATH, np.float32)
-        for lemma in self.nouns(words):
+        for lemma, cost in self.noun_costs(words):
             for rank, synset in enumerate(self.lemmas[lemma][:max_senses]):
                 for ancestor, up in self._ancestors(synset).items():
                     row = self.ancestor_row.get(ancestor)
                     if row is not None:
-                        np.minimum(best, self.down[row] + (up + rank * sense_cost), out=best)
+                        np.minimum(best, self.down[row] + (up + rank * sense_cost + cost), out=best)
         return best
 
     def nouns(self, words: str) -> list[str]:
         """The WordNet nouns among ``words`` (lower case, space separated), longest phrases first; single
-        letters ("a") are left out."""
+        letters ("a") are left out. A word of five letters or more that is no noun is read as the noun one
+        typing slip away, if there is one (``respelled``: "water lilly" -> "water_lily", "lily")."""
+        return [lemma for lemma, _ in self.noun_costs(words)]
+
+    def noun_costs(self, words: str) -> list[tuple[str, float]]:
+        """`nouns`, each with its extra cost in links: `TYPO_COST` for a phrase with a respelled word."""
         tokens = words.split()
-        found = []
+        spelled = [self._respelled_in(tokens, index) for index in range(len(tokens))]
+        found: dict[str, float] = {}
         for length in range(len(tokens), 0, -1):
             for start in range(len(tokens) - length + 1):
-                lemma = self.base_form("_".join(tokens[start : start + length]))
+                span = slice(start, start + length)
+                lemma = self.base_form("_".join(tokens[span]))
+                cost = 0.0
+                if lemma is None and any(spelled[span]):
+                    fixed = [fix or token for fix, token in zip(spelled[span], tokens[span], strict=True)]
+                    lemma, cost = self.base_form("_".join(fixed)), TYPO_COST
                 if lemma is not None and len(lemma) > 1 and lemma not in found:
-                    found.append(lemma)
-        return found
+                    found[lemma] = cost
+        return list(found.items())
+
+    def respelled(self, word: str, context: tuple[str, ...] = ()) -> str | None:
+        """The noun one typing slip (a letter left out, added, changed, or two swapped) from ``word``, for a
+        word of five letters or more that is no noun itself (under seven letters: only a doubled or swapped
+        letter, or a slip that makes a phrase with a ``context`` word); None when there is none. Among
+        several, the one that makes a WordNet phrase with a ``context`` word comes first, then a doubled or
+        undoubled letter ("lilly" -> "lily"), then two swapped letters, then the noun with the most senses."""
+        if len(word) < _MIN_TYPO_LENGTH or self.base_form(word) is not None:
+            return None
+        best: tuple[tuple[int, int, int, str], str] | None = None
+        for kind, candidate in _typing_slips(word):
+            lemma = self.base_form(candidate)
+            if lemma is None:
+                continue
+            in_phrase = any(
+                phrase in self.lemmas
+                for other in context
+                for phrase in (f"{other}_{lemma}", f"{lemma}_{other}")
+            )
+            if kind == 2 and not in_phrase and len(word) < _MIN_ANY_SLIP_LENGTH:
+                continue
+            key = (0 if in_phrase else 1, kind, -len(self.lemmas[lemma]), candidate)
+            if best is None or key < best[0]:
+                best = (key, candidate)
+        return None if best is None else best[1]
+
+    def _respelled_in(self, tokens: list[str], index: int) -> str | None:
+        neighbours = tuple(tokens[max(index - 1, 0) : index] + tokens[index + 1 : index + 2])
+        return self.respelled(tokens[index], neighbours)
 
     def base_form(self, word: str) -> str | None:
         """The noun lemma of ``word`` ("mice" -> "mouse", "boxes" -> "box"), or None if it is no noun."""
@@ -90,6 +137,25 @@ class ImageNetTaxonomy:
                         above.append(parent)
             frontier = above
         return links
+
+
+def _typing_slips(word: str) -> list[tuple[int, str]]:
+    """Every string one slip from ``word``, with its kind: 0 a doubled letter dropped or a letter doubled,
+    1 two neighbouring letters swapped, 2 any other letter dropped, added or changed."""
+    slips = []
+    for index in range(len(word)):
+        doubled = index > 0 and word[index] == word[index - 1]
+        slips.append((0 if doubled else 2, word[:index] + word[index + 1 :]))
+        slips.append((0, word[:index] + word[index] + word[index:]))
+        if index + 1 < len(word) and word[index] != word[index + 1]:
+            slips.append((1, word[:index] + word[index + 1] + word[index] + word[index + 2 :]))
+        slips.extend(
+            (2, word[:index] + letter + word[index + 1 :]) for letter in _LETTERS if letter != word[index]
+        )
+    slips.extend(
+        (2, word[:index] + letter + word[index:]) for index in range(len(word) + 1) for letter in _LETTERS
+    )
+    return slips
 
 
 @functools.cache
