@@ -85,6 +85,17 @@ class MixtureGenerator:
             yield vectors, self.labels[component]
 
 
+def caltech_and_mixture(console: Console) -> tuple[np.ndarray, np.ndarray, MixtureGenerator] | None:
+    """The real Caltech-101 MobileNetV2 embeddings (cached), their labels and the mixture fitted to them;
+    None, having said so, when the dataset is absent."""
+    if not DATASET.is_dir():
+        console.print(f"skipped: the Caltech-101 dataset is not at {DATASET}")
+        return None
+    paths, labels = labelled_images(DATASET)
+    real = dataset_embeddings(paths, "mobilenet_v2", show_progress_bar=True)
+    return real, labels, MixtureGenerator.fit(real, labels)
+
+
 def copy_bandwidth(gib: float = 2.0) -> float:
     """Bytes read + written per second by a numpy copy of a large array (best of three)."""
     source = np.ones(int(gib * 2**30) // 4, dtype=np.float32)
@@ -176,13 +187,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     console = Console(width=200)
-    if not DATASET.is_dir():
-        console.print(f"skipped: the Caltech-101 dataset is not at {DATASET}")
+    caltech = caltech_and_mixture(console)
+    if caltech is None:
         return
-
-    paths, real_labels = labelled_images(DATASET)
-    real = dataset_embeddings(paths, "mobilenet_v2", show_progress_bar=True)
-    generator = MixtureGenerator.fit(real, real_labels)
+    real, real_labels, generator = caltech
     bandwidth = copy_bandwidth()
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         start = time.perf_counter()

@@ -37,11 +37,10 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from ann import DATASET, MixtureGenerator
+from ann import MixtureGenerator, caltech_and_mixture
 from rich.console import Console
 from rich.table import Table
 
-from imagerank.evaluation.embeddings import dataset_embeddings, labelled_images
 from imagerank.evaluation.protocols import SEED_PROTOCOL, Split
 from imagerank.index.core import Index
 from imagerank.index.fitted import (
@@ -185,13 +184,10 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="where the index goes (default: temp)")
     args = parser.parse_args()
     console = Console(width=200)
-    if not DATASET.is_dir():
-        console.print(f"skipped: the Caltech-101 dataset is not at {DATASET}")
+    caltech = caltech_and_mixture(console)
+    if caltech is None:
         return
-
-    paths, real_labels = labelled_images(DATASET)
-    real = dataset_embeddings(paths, "mobilenet_v2", show_progress_bar=True)
-    generator = MixtureGenerator.fit(real, real_labels)
+    real, real_labels, generator = caltech
     split = SEED_PROTOCOL.split(real_labels)
     rows = []
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="imagerank-ann-learned-") as workdir:
