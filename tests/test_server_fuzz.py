@@ -33,6 +33,7 @@ OPERATIONS = [
     ("POST", "/api/images", "multipart/form-data"),
     ("GET", "/api/collection", None),
     ("GET", "/api/methods", None),
+    ("POST", "/api/labels", "application/json"),
 ]
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 
