@@ -204,3 +204,18 @@ def test_cli_labels_by_id_and_clears(index: Index, cli) -> None:
     assert cleared.returncode == 0 and "2 image(s) given their folder's label." in cleared.stdout
     with Index.open(directory) as reopened:
         assert [record.label for record in reopened.records(dogs)] == ["dalmatian"] * 2
+
+
+def test_an_open_index_searches_with_a_fit_another_process_wrote(index: Index, cli) -> None:
+    """A server's index learns of labels set by `imagerank label` (another process) at its next search."""
+    assert index.fitted().info.n_labels == 3
+    dogs = ids_of(index, "dalmatian/")[:2]
+    ids = [argument for image_id in dogs for argument in ("--id", str(image_id))]
+
+    labelled = cli("label", "--index", index.directory, *ids, "--label", "spotted dog")
+
+    assert labelled.returncode == 0, labelled.stderr
+    assert index.fitted().info.n_labels == 4
+    assert "spotted dog" in set(index.fitted().ranker.classes_)
+    _, found = index.search_by_id(dogs[0], k=3)
+    assert dogs[1] in found[0].tolist()

@@ -59,7 +59,10 @@ class Index(Building, Searching, Labelling):
         self._engine = engine
         self._device = device
         self._address = address
-        self._fits: dict[str, FittedMethod] = {}
+        # each fit with the version of its file, to notice a fit written since by another process
+        self._fits: dict[
+            str, tuple[FittedMethod, tuple[int, int, int] | None]
+        ] = {}  # with its file's version
         self._text: _FittedTextRanker | None = None
 
     @classmethod

@@ -17,6 +17,7 @@ from imagerank.index.fitted import (
     FittedMethod,
     checked_method,
     fit_method,
+    fit_path,
     list_fit_summaries,
     list_fits,
     load_fit,
@@ -111,22 +112,25 @@ class Searching:
         return ranked_scores, ranked_ids
 
     def fitted(self, method: str | None = None) -> FittedMethod:
-        """The fit of ``method`` (default: `default_method`): kept in memory, else read from the index
-        directory, else fitted now and saved there."""
+        """The fit of ``method`` (default: `default_method`): kept in memory while its file is the one
+        this index read or wrote (another process, such as `imagerank index` or `imagerank label` beside a
+        server, may have fitted it again since), else read from the index directory, else fitted now and
+        saved there."""
         method = checked_method(method or self.default_method)
-        if method not in self._fits:
-            fitted = load_fit(self.directory, method)
-            if fitted is None or fitted.info.vector_id != self.manifest.get("vector_id"):
-                fitted = self.fit(method)
-            self._fits[method] = fitted
-        return self._fits[method]
+        kept = self._fits.get(method)
+        if kept is not None and kept[1] == _file_version(fit_path(self.directory, method)):
+            return kept[0]
+        fitted = load_fit(self.directory, method)
+        if fitted is None or fitted.info.vector_id != self.manifest.get("vector_id"):
+            return self.fit(method)
+        self._fits[method] = (fitted, _file_version(fit_path(self.directory, method)))
+        return fitted
 
     def fit(self, method: str | None = None) -> FittedMethod:
         """Fit ``method`` (default: `default_method`) on this index's labels now, and save the fit."""
         method = checked_method(method or self.default_method)
         fitted = fit_method(self.store, method, str(self.manifest.get("vector_id")))
-        save_fit(self.directory, fitted)
-        self._fits[method] = fitted
+        self._fits[method] = (fitted, _file_version(save_fit(self.directory, fitted)))
         return fitted
 
     def refit_stale(self) -> list[FittedMethod]:
@@ -218,3 +222,13 @@ def _without(
         count = min(int(keep.sum()), k)
         kept_scores[row, :count], kept_ids[row, :count] = scores[row][keep][:count], ids[row][keep][:count]
     return kept_scores, kept_ids
+
+
+def _file_version(path: Path) -> tuple[int, int, int] | None:
+    """Which file is at ``path`` (None when there is none): a fit is only ever replaced whole, by a rename,
+    so another inode, time or size means another fit."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return status.st_ino, status.st_mtime_ns, status.st_size
