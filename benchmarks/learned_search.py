@@ -185,7 +185,7 @@ def _timed(call, items) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vectors", type=int, default=100_000)
-    parser.add_argument("--methods", default=f"cosine,{DEFAULT_METHOD},probe+qe,kreciprocal")
+    parser.add_argument("--methods", default=f"cosine,{DEFAULT_METHOD},probe+qe,kreciprocal,dba+kreciprocal")
     parser.add_argument("--layouts", default="flat,hnsw,ivfpq")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")

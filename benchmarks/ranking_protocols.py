@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/ranking_protocols.py [--dataset DIR] [--features DIR] [--models mobilenet_v2,joined]
-        [--methods cosine,dba+kreciprocal,probe+qe,hybrid] [--halves 100,101,102] [--depth 300] [--speed]
+        [--methods cosine,dba+kreciprocal,probe+qe,hybrid] [--halves 100,101,102] [--searched] [--speed]
 
 Protocols (columns):
 - ``seed``: the reference split; every query's category has training labels.
@@ -11,15 +11,17 @@ Protocols (columns):
 - ``mixed<S>``: the same training labels, but every category's queries and candidates, so seen and unseen
   categories share one collection, as in a partly labelled photo folder.
 Every method is fitted with the candidates and queries as its unlabelled pool, as ``imagerank evaluate`` does,
-and ranks all queries in one batch (re-rankers see every query). ``--depth N`` adds the default method with
-``fallback_depth=N``: each query re-ranked alone with its N nearest candidates, as a search service does.
+and ranks all queries in one batch (re-rankers see every query). ``--searched`` adds the default method as
+users get it: through a real index and `Index.search`, one query at a time, with the settings searches use
+(`imagerank.index.fitted.SEARCH_SETTINGS`; see `imagerank.evaluation.product`).
 
 ``--features DIR`` reads ``DIR/<backbone>.npy`` and ``DIR/labels.npy`` (rows in the order of
 ``list_labelled_images``) instead of embedding the dataset through the cache. ``joined`` is
 ``mobilenet_v2+efficientnet_lite0`` (see ``imagerank.evaluation.embeddings.joined_embeddings``).
 
 ``--speed`` adds the costs a search service pays for the default method: fitting on 100,000 vectors with
-100 labels, and scoring one query against 1,000 candidates (median of 50), with and without ``--depth``.
+100 labels, and scoring one query against 1,000 candidates (median of 50), all re-ranked together and with
+the ``fallback_depth`` searches use.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from rich.console import Console
 from rich.table import Table
 
 from imagerank.evaluation.embeddings import dataset_embeddings, joined_embeddings
-from imagerank.evaluation.evaluate import evaluate_split
+from imagerank.evaluation.evaluate import EvaluationResult, evaluate_split
+from imagerank.evaluation.product import evaluate_split_through_index
 from imagerank.evaluation.protocols import SEED_PROTOCOL, Protocol, Split, list_labelled_images
+from imagerank.index.fitted import SEARCH_SETTINGS
 from imagerank.ranking import DEFAULT_METHOD, get_method
 
 DATASET = Path(__file__).resolve().parents[2] / "shared/datasets/caltech101/101_ObjectCategories"
@@ -79,27 +83,43 @@ def precision_table(
     model: str,
     vectors: np.ndarray,
     labels: np.ndarray,
-    methods: dict[str, tuple[str, dict]],
+    methods: list[str],
     halves: list[int],
+    searched: bool,
 ) -> Table:
-    """``methods`` maps a row name to ``(registered name, parameters)``."""
+    """One row per method on arrays (as ``imagerank evaluate``), then the default method through an index."""
     splits = protocol_splits(labels, halves)
     table = Table(title=f"P@10, {model} on Caltech-101")
     table.add_column("method")
     for name in splits:
         table.add_column(name, justify="right")
     table.add_column("unseen mean", justify="right")
-    for method, (registered, params) in methods.items():
-        row = []
-        for name, split in splits.items():
-            result = evaluate_split(vectors, labels, split, {method: get_method(registered, **params)}, name)
-            row.append(float(result.methods[method].mean("p@10")))
+    rows = {method: _arrays_row(vectors, labels, splits, method) for method in methods}
+    if searched:
+        rows[f"{DEFAULT_METHOD}, searched (flat index)"] = [
+            _p_at_10(evaluate_split_through_index(vectors, labels, split, [DEFAULT_METHOD]), DEFAULT_METHOD)
+            for split in splits.values()
+        ]
+    for method, row in rows.items():
         unseen = [value for name, value in zip(splits, row, strict=True) if name.startswith("unseen")]
         table.add_row(method, *(f"{value:.4f}" for value in row), f"{np.mean(unseen):.4f}")
     return table
 
 
-def speed_table(vectors: np.ndarray, labels: np.ndarray, depth: int | None) -> Table:
+def _arrays_row(
+    vectors: np.ndarray, labels: np.ndarray, splits: dict[str, Split], method: str
+) -> list[float]:
+    return [
+        _p_at_10(evaluate_split(vectors, labels, split, {method: get_method(method)}, name), method)
+        for name, split in splits.items()
+    ]
+
+
+def _p_at_10(result: EvaluationResult, method: str) -> float:
+    return float(result.methods[method].mean("p@10"))
+
+
+def speed_table(vectors: np.ndarray, labels: np.ndarray) -> Table:
     """Fit the default method on 100,000 vectors of 100 labels; score 1 query against 1,000 candidates."""
     rng = np.random.default_rng(0)
     chosen = np.unique(labels)[:100]
@@ -113,7 +133,7 @@ def speed_table(vectors: np.ndarray, labels: np.ndarray, depth: int | None) -> T
     fit_seconds = time.perf_counter() - start
     candidates = many[rng.choice(len(many), 1_000, replace=False)]
     medians = {}
-    for fallback_depth in [None] if depth is None else [None, depth]:
+    for fallback_depth in [None, SEARCH_SETTINGS[DEFAULT_METHOD]["fallback_depth"]]:
         ranker.fallback_depth = fallback_depth
         timings = []
         for query in many[:50]:
@@ -139,21 +159,17 @@ def main() -> None:
     parser.add_argument("--models", default="mobilenet_v2,joined")
     parser.add_argument("--methods", default=f"cosine,dba+kreciprocal,probe+qe,{DEFAULT_METHOD}")
     parser.add_argument("--halves", default="100,101,102", help="seeds of the random unseen halves")
-    parser.add_argument(
-        "--depth", type=int, default=None, help="add the default method with this fallback_depth"
-    )
+    parser.add_argument("--searched", action="store_true", help="add the default method through an index")
     parser.add_argument("--speed", action="store_true", help="also time the default method's fit and score")
     args = parser.parse_args()
     console = Console(width=150)
     halves = [int(seed) for seed in args.halves.split(",")]
-    methods = {name: (name, {}) for name in args.methods.split(",")}
-    if args.depth is not None:
-        methods[f"{DEFAULT_METHOD} depth {args.depth}"] = (DEFAULT_METHOD, {"fallback_depth": args.depth})
+    methods = args.methods.split(",")
     for model in args.models.split(","):
         vectors, labels = model_vectors(model, args.dataset, args.features)
-        console.print(precision_table(model, vectors, labels, methods, halves))
+        console.print(precision_table(model, vectors, labels, methods, halves, args.searched))
         if args.speed:
-            console.print(speed_table(vectors, labels, args.depth))
+            console.print(speed_table(vectors, labels))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from imagerank.index.fitted import (
     store_snapshot,
     surely_current,
 )
-from imagerank.ranking import get_method
+from imagerank.ranking import get_method, top_k
 from imagerank.store.base import ImageRecord
 
 METHODS = ["cosine", "probe+qe", "kreciprocal", "lda", DEFAULT_METHOD]
@@ -61,6 +61,23 @@ def test_index_search_ranks_as_the_method_does_on_the_same_vectors(sample_index:
 
     assert found[0].tolist() == ids[others][expected[0]].tolist()
     np.testing.assert_allclose(scores[0], expected_scores[0], rtol=1e-4, atol=1e-5)
+
+
+def test_excluded_images_are_not_returned_but_stay_in_the_neighbourhoods_a_method_re_ranks_with(
+    sample_index: Index,
+) -> None:
+    ids, vectors, labels = labelled_arrays(sample_index)
+    ranker = get_method("kreciprocal").fit(vectors[labels != ""], labels[labels != ""], vectors)
+    query = vectors[[17]]
+    hidden = np.isin(np.arange(len(ids)), np.arange(0, len(ids), 2))  # every other image; not the query
+    scores = ranker.score(query, vectors)
+    _, expected = top_k(np.where(hidden, -np.inf, scores), 10)
+    _, without_them = ranker.rank(query, vectors[~hidden], k=10)
+    assert ids[expected[0]].tolist() != ids[~hidden][without_them[0]].tolist()  # the two readings differ here
+
+    _, found = sample_index.search(query, k=10, method="kreciprocal", exclude=set(ids[hidden].tolist()))
+
+    assert found[0].tolist() == ids[expected[0]].tolist()
 
 
 def test_default_method_is_learned_and_finds_the_query_image_first(

@@ -82,7 +82,8 @@ def evaluate_command(
             "--through-index",
             help=f"Also run the protocol through an index and its search path, in this layout "
             f"({', '.join(t for t in INDEX_TYPES if t != 'auto')}): training images labelled, candidates "
-            "unlabelled, every query searched with Index.search. Prints both tables.",
+            "unlabelled, every query searched with Index.search (the other queries never returned). "
+            "Prints both tables.",
         ),
     ] = None,
     text: Annotated[

@@ -2,12 +2,12 @@
 
 `evaluate.evaluate_split` ranks arrays in memory. Here the same split is written into an index
 (the training images with their labels, the candidates and queries without), each method is fitted on it as
-`imagerank index` fits it, and every query is searched with `Index.search` among the unlabelled images, the
-queries left out, in the layout asked for. The two see the same labels and the same unlabelled pool; where
-they differ, the difference is what users get: an approximate layout, the cosine shortlist a method
-re-scores (`imagerank.index.fitted.SHORTLIST`), the settings a method takes for searching one query at a time
-(`imagerank.index.fitted.SEARCH_SETTINGS`), and re-rankers that see each query alone rather than all of them.
-"""
+`imagerank index` fits it, and every query is searched with `Index.search` among the unlabelled images. The
+other queries are never returned, but they stay in the collection a method re-ranks with, as they would in
+a user's folder and as they do on arrays, where re-rankers see every query. The two see the same labels and
+the same unlabelled pool; where they differ, the difference is what users get: an approximate layout, the
+cosine shortlist a method re-scores (`imagerank.index.fitted.SHORTLIST`), and the settings a method takes
+for searching one query at a time (`imagerank.index.fitted.SEARCH_SETTINGS`)."""
 
 from __future__ import annotations
 

@@ -71,7 +71,8 @@ class Searching:
         ranking method (`imagerank.ranking.list_methods`, compositions such as ``probe+qe``); None is the
         index's `default_method`. With ``cosine`` the scores are cosine similarities; other methods
         re-score the store's cosine shortlist (see `imagerank.index.fitted`) and their scores are their own.
-        `exclude` ids are never returned, nor seen by a method as candidates.
+        `exclude` ids are never returned; a method still re-ranks with them as part of the collection
+        (their neighbourhoods), except an excluded image whose vector is the query's: the query itself.
         """
         self._check_labels(labels)
         return self._ranked(self._query_vectors(query), k, labels, method, exclude)

@@ -140,7 +140,8 @@ def kreciprocal_scores(
 
 
 def _reciprocal_encodings(scores: np.ndarray, k1: int, k2: int) -> sp.csr_matrix:
-    itself_first = scores + (np.abs(scores).max() + 1.0) * np.eye(len(scores))
+    itself_first = np.array(scores, dtype=np.float64)
+    itself_first[np.diag_indices(len(scores))] += np.abs(scores).max() + 1.0
     # one selection of each row's nearest, ranked, serves both k1 and k2
     ranked = ranked_nearest_ids(itself_first, max(k1 + 1, k2))
     nearest = indicator_matrix(ranked[:, : k1 + 1], scores.shape[1])
