@@ -367,7 +367,8 @@ def search_fitted(
             continue
         candidates = store.vectors(ids.tolist())
         hidden = np.isin(ids, excluded)
-        itself = hidden & (candidates == query).all(axis=1)
+        itself = hidden.copy()
+        itself[hidden] = (candidates[hidden] == query).all(axis=1)
         ids, candidates, hidden = ids[~itself], candidates[~itself], hidden[~itself]
         if hidden.all():
             continue

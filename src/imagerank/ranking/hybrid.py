@@ -164,7 +164,9 @@ class HybridRanker(Ranker):
         """Return, per query, the weight of the learned score (near 1: its category is likely labelled)."""
         n_neighbours = min(self.gate_neighbours, plain.shape[1])
         neighbours = np.argpartition(-plain, n_neighbours - 1, axis=1)[:, :n_neighbours]
-        candidate_confidence = confidence_above_chance(candidate_logits)[neighbours].mean(axis=1)
+        # the confidence of the neighbours only: one posterior per neighbour rather than per candidate
+        neighbour_confidence = confidence_above_chance(candidate_logits[neighbours.ravel()])
+        candidate_confidence = neighbour_confidence.reshape(neighbours.shape).mean(axis=1)
         confidence = (
             self.query_weight * confidence_above_chance(query_logits)
             + (1 - self.query_weight) * candidate_confidence
