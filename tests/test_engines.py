@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -78,3 +79,22 @@ def test_openvino_engine_runs_one_image_per_request_and_empty_batches(
     np.testing.assert_array_equal(mobilenet.embed_arrays(batch), one_by_one)
     with pytest.raises(RuntimeError, match="incompatible"):  # raised, not left waiting for a result
         mobilenet.embed_arrays(np.zeros((2, 200, 200, 3), np.uint8))
+
+
+def test_an_openvino_engine_alive_at_exit_is_freed_while_the_interpreter_is_whole(
+    sample_files: list[Path],
+) -> None:
+    """Freed during the interpreter's shutdown, the request queue could abort the process: freed before."""
+    script = f"""
+import atexit
+engines = []
+# registered first, so it runs last, after the engine's own exit hook
+atexit.register(lambda: print("freed" if not hasattr(engines[0], "queue") else "alive"))
+from imagerank.embedding.factory import create_embedder
+embedder = create_embedder("mobilenet_v2", engine="openvino")
+engines.append(embedder.engine)
+print(embedder.encode([{str(sample_files[0])!r}]).shape[1])
+"""
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["1280", "freed"]

@@ -13,7 +13,9 @@ stream using every core for one image. Small static requests were the fastest me
 
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -56,6 +58,13 @@ class OpenVinoEngine:
         self.queue = openvino.AsyncInferQueue(self.compiled, 2 * streams)
         self.queue.set_callback(_store_features)
         self._submitting = threading.Lock()  # the queue hands an idle request to one caller at a time
+        atexit.register(_release_at_exit, weakref.ref(self))
+
+    def release(self) -> None:
+        """Wait for the running requests, then free the queue and the compiled network (the engine is unusable
+        after)."""
+        self.queue.wait_all()
+        del self.queue, self.compiled
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         call = _Call(np.empty((len(batch), self.dim), np.float32))
@@ -65,6 +74,16 @@ class OpenVinoEngine:
             with self._submitting:
                 self.queue.start_async({0: part}, (call, start), share_inputs=True)
         return call.result()
+
+
+def _release_at_exit(engine: weakref.ref[OpenVinoEngine]) -> None:
+    """Free an engine still alive at exit while the interpreter is whole. Freed during the interpreter's
+    shutdown instead, the queue's C++ destructor, which drops its Python callback, can abort the process
+    ("terminate called without an active exception", seen once in CI after `imagerank search` had printed
+    its results)."""
+    alive = engine()
+    if alive is not None and hasattr(alive, "queue"):
+        alive.release()
 
 
 class _Call:
