@@ -163,7 +163,7 @@ class HybridRanker(Ranker):
     def gate(self, query_logits: np.ndarray, candidate_logits: np.ndarray, plain: np.ndarray) -> np.ndarray:
         """Return, per query, the weight of the learned score (near 1: its category is likely labelled)."""
         n_neighbours = min(self.gate_neighbours, plain.shape[1])
-        neighbours = np.argpartition(-plain, n_neighbours - 1, axis=1)[:, :n_neighbours]
+        neighbours = nearest_ids(plain, n_neighbours)
         # the confidence of the neighbours only: one posterior per neighbour rather than per candidate
         neighbour_confidence = confidence_above_chance(candidate_logits[neighbours.ravel()])
         candidate_confidence = neighbour_confidence.reshape(neighbours.shape).mean(axis=1)
