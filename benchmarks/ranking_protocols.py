@@ -10,6 +10,9 @@ Protocols (columns):
   entirely, and queries and candidates only from those categories: a collection nobody labelled.
 - ``mixed<S>``: the same training labels, but every category's queries and candidates, so seen and unseen
   categories share one collection, as in a partly labelled photo folder.
+- ``quarter``: one category in four (every fourth from the second, as in ``tests/test_evaluation.py``) left
+  out of training, every category in the collection: a mostly labelled folder. ``quarter new`` is P@10 over
+  the queries of the left-out categories alone, in that same ranking: photos of categories nobody labelled.
 Every method is fitted with the candidates and queries as its unlabelled pool, as ``imagerank evaluate`` does,
 and ranks all queries in one batch (re-rankers see every query). ``--searched`` adds the default method as
 users get it: through a real index and `Index.search`, one query at a time, with the settings searches use
@@ -67,7 +70,12 @@ def protocol_splits(labels: np.ndarray, halves: list[int]) -> dict[str, Split]:
     splits = {"seed": SEED_PROTOCOL.split(labels)}
     splits |= {f"unseen{seed}": half_unseen(labels, seed, only_unseen=True) for seed in halves}
     splits |= {f"mixed{seed}": half_unseen(labels, seed, only_unseen=False) for seed in halves}
+    splits["quarter"] = Protocol(name="quarter", unseen_labels=quarter_unseen(labels)).split(labels)
     return splits
+
+
+def quarter_unseen(labels: np.ndarray) -> tuple[str, ...]:
+    return tuple(np.unique(labels)[1::4].tolist())
 
 
 def model_vectors(model: str, dataset: Path, features: Path | None) -> tuple[np.ndarray, np.ndarray]:
@@ -91,32 +99,33 @@ def precision_table(
     splits = protocol_splits(labels, halves)
     table = Table(title=f"P@10, {model} on Caltech-101")
     table.add_column("method")
-    for name in splits:
+    for name in [*splits, "quarter new"]:
         table.add_column(name, justify="right")
     table.add_column("unseen mean", justify="right")
-    rows = {method: _arrays_row(vectors, labels, splits, method) for method in methods}
+    new_queries = np.isin(labels[splits["quarter"].queries], quarter_unseen(labels))
+    rows = {}
+    for method in methods:
+        results = [
+            evaluate_split(vectors, labels, split, {method: get_method(method)}, name)
+            for name, split in splits.items()
+        ]
+        rows[method] = _row(results, method, new_queries)
     if searched:
-        rows[f"{DEFAULT_METHOD}, searched (flat index)"] = [
-            _p_at_10(evaluate_split_through_index(vectors, labels, split, [DEFAULT_METHOD]), DEFAULT_METHOD)
+        results = [
+            evaluate_split_through_index(vectors, labels, split, [DEFAULT_METHOD])
             for split in splits.values()
         ]
+        rows[f"{DEFAULT_METHOD}, searched (flat index)"] = _row(results, DEFAULT_METHOD, new_queries)
     for method, row in rows.items():
-        unseen = [value for name, value in zip(splits, row, strict=True) if name.startswith("unseen")]
+        unseen = [value for name, value in zip(splits, row, strict=False) if name.startswith("unseen")]
         table.add_row(method, *(f"{value:.4f}" for value in row), f"{np.mean(unseen):.4f}")
     return table
 
 
-def _arrays_row(
-    vectors: np.ndarray, labels: np.ndarray, splits: dict[str, Split], method: str
-) -> list[float]:
-    return [
-        _p_at_10(evaluate_split(vectors, labels, split, {method: get_method(method)}, name), method)
-        for name, split in splits.items()
-    ]
-
-
-def _p_at_10(result: EvaluationResult, method: str) -> float:
-    return float(result.methods[method].mean("p@10"))
+def _row(results: list[EvaluationResult], method: str, new_queries: np.ndarray) -> list[float]:
+    """Each protocol's P@10 (the quarter last), then the quarter's over its new categories' queries."""
+    per_query = [result.methods[method].per_query["p@10"] for result in results]
+    return [float(np.mean(values)) for values in per_query] + [float(np.mean(per_query[-1][new_queries]))]
 
 
 def speed_table(vectors: np.ndarray, labels: np.ndarray) -> Table:

@@ -21,6 +21,7 @@ import pytest
 from conftest import CliRunner, copy_sample
 from server_fixtures import Served, sample_server
 
+import imagerank.index.fitted as fitted_module
 from imagerank import Embedder, Index
 from imagerank.index.fitted import (
     DEFAULT_METHOD,
@@ -53,7 +54,7 @@ def labelled_arrays(index: Index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_index_search_ranks_as_the_method_does_on_the_same_vectors(sample_index: Index, method: str) -> None:
     ids, vectors, labels = labelled_arrays(sample_index)
     query_position = 17
-    ranker = get_method(method).fit(vectors[labels != ""], labels[labels != ""], vectors)
+    ranker = get_method(method).fit(vectors[labels != ""], labels[labels != ""], vectors[labels == ""])
     others = np.delete(np.arange(len(ids)), query_position)
     expected_scores, expected = ranker.rank(vectors[[query_position]], vectors[others], k=10)
 
@@ -67,7 +68,7 @@ def test_excluded_images_are_not_returned_but_stay_in_the_neighbourhoods_a_metho
     sample_index: Index,
 ) -> None:
     ids, vectors, labels = labelled_arrays(sample_index)
-    ranker = get_method("kreciprocal").fit(vectors[labels != ""], labels[labels != ""], vectors)
+    ranker = get_method("kreciprocal").fit(vectors[labels != ""], labels[labels != ""], vectors[labels == ""])
     query = vectors[[17]]
     hidden = np.isin(np.arange(len(ids)), np.arange(0, len(ids), 2))  # every other image; not the query
     scores = ranker.score(query, vectors)
@@ -145,6 +146,31 @@ def test_one_added_image_does_not_refit(tmp_path: Path, sample_dir: Path, mobile
         report = index.sync(photos)
         assert report.indexed == ["pizza/extra.jpg"]
         assert report.fitted == []  # 1 of 25 images changed: under the refit fraction
+
+
+def test_a_fit_learns_from_the_unlabelled_images_or_a_fixed_sample_of_them_over_the_limit(
+    tmp_path: Path, small_sample: Path, sample_dir: Path, mobilenet: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for position, path in enumerate(sorted((sample_dir / "llama").glob("*.jpg"))[:6]):
+        shutil.copy2(path, small_sample / f"loose-{position}.jpg")  # directly in the folder: no label
+    with Index.create(tmp_path / "photos.index", embedder=mobilenet) as index:
+        index.sync(small_sample)
+        _, vectors, labels = labelled_arrays(index)
+        train, train_labels = vectors[labels != ""], labels[labels != ""]
+        unlabelled = np.flatnonzero(labels == "")
+        assert len(unlabelled) == 6
+
+        def same_fit(fitted, pool: np.ndarray) -> bool:
+            expected = get_method(DEFAULT_METHOD).fit(train, train_labels, vectors[pool])
+            return np.allclose(fitted.ranker.mean_, expected.mean_, atol=1e-6) and np.isclose(
+                fitted.ranker.known_fraction_, expected.known_fraction_
+            )
+
+        assert same_fit(index.fit(), unlabelled)  # the unlabelled images, not the labelled ones again
+        assert not same_fit(index.fit(), np.arange(len(labels)))
+        monkeypatch.setattr(fitted_module, "POOL_LIMIT", 4)
+        sample = np.sort(np.random.default_rng(0).choice(unlabelled, 4, replace=False))
+        assert same_fit(index.fit(), sample)
 
 
 def test_probe_products_kept_with_the_fit_are_used_only_for_images_unchanged_since(

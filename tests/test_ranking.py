@@ -235,7 +235,10 @@ def test_hybrid_scores_a_query_with_a_fully_open_gate_by_the_probe_alone(fallbac
     split = Protocol(name="half", unseen_labels=tuple(unseen.tolist())).split(labels)
     unlabelled = vectors[np.concatenate([split.candidates, split.queries])]
     queries, candidates = vectors[split.queries], vectors[split.candidates]
-    ranker = HybridRanker(fallback_depth=fallback_depth, similarity_weight=0.0)
+    # no prior from the collection (its half-covered pool reads as mostly uncovered here and shuts most
+    # gates), and a threshold that opens some gates fully on these clusters
+    settings = {"similarity_weight": 0.0, "prior_weight": 0.0, "novelty_threshold": 0.3}
+    ranker = HybridRanker(fallback_depth=fallback_depth, **settings)
     ranker.fit(vectors[split.train], labels[split.train], unlabelled)
     gate = ranker.gate(ranker.logits(queries), ranker.logits(candidates), queries @ candidates.T).ravel()
     opened, partly = np.flatnonzero(gate == 1.0), np.flatnonzero((gate > 0.05) & (gate < 1.0))
@@ -247,7 +250,7 @@ def test_hybrid_scores_a_query_with_a_fully_open_gate_by_the_probe_alone(fallbac
     # where the gate is not fully open the fallback still counts
     assert not np.allclose(scores[partly], gate[partly, None] * scaled_per_row(learned[partly]))
     # a gate that never counts as open scores the confident queries almost the same
-    never = HybridRanker(fallback_depth=fallback_depth, similarity_weight=0.0, open_gate=2.0)
+    never = HybridRanker(fallback_depth=fallback_depth, open_gate=2.0, **settings)
     never.fit(vectors[split.train], labels[split.train], unlabelled)
     np.testing.assert_allclose(never.score(queries[opened], candidates), scores[opened], atol=0.011)
 
@@ -267,11 +270,38 @@ def test_hybrid_gate_follows_the_probe_s_confidence_in_the_query_s_neighbourhood
     unseen = np.unique(labels)[::2]
     split = Protocol(name="half", unseen_labels=tuple(unseen.tolist())).split(labels)
     unlabelled = vectors[np.concatenate([split.candidates, split.queries])]
-    ranker = HybridRanker().fit(vectors[split.train], labels[split.train], unlabelled)
+    ranker = HybridRanker(prior_weight=0.0, novelty_threshold=0.3)  # the neighbourhood's evidence alone
+    ranker.fit(vectors[split.train], labels[split.train], unlabelled)
     queries, candidates = vectors[split.queries], vectors[split.candidates]
     gate = ranker.gate(ranker.logits(queries), ranker.logits(candidates), queries @ candidates.T).ravel()
     on_unseen = np.isin(labels[split.queries], unseen)
     assert gate[~on_unseen].mean() > gate[on_unseen].mean() + 0.4
+
+
+def test_hybrid_gate_opens_wider_in_a_collection_the_labels_cover_and_narrower_in_one_they_do_not():
+    vectors, labels = clustered(n_labels=16, seed=12, noise=0.2)
+    unseen = np.unique(labels)[::2]
+    split = Protocol(name="half", unseen_labels=tuple(unseen.tolist())).split(labels)
+    pool = np.concatenate([split.candidates, split.queries])
+    known_pool, unseen_pool = pool[~np.isin(labels[pool], unseen)], pool[np.isin(labels[pool], unseen)]
+    train, train_labels = vectors[split.train], labels[split.train]
+    covered = HybridRanker().fit(train, train_labels, vectors[known_pool])
+    uncovered = HybridRanker().fit(train, train_labels, vectors[unseen_pool])
+    assert covered.known_fraction_ > 0.55 > 0.1 > uncovered.known_fraction_
+    assert HybridRanker().fit(train, train_labels).known_fraction_ == 0.5  # no unlabelled image: no evidence
+    queries, candidates = vectors[split.queries], vectors[split.candidates]
+
+    def gates(ranker):
+        logits = ranker.logits(queries), ranker.logits(candidates)
+        with_prior = ranker.gate(*logits, queries @ candidates.T).ravel()
+        ranker.prior_weight = 0.0
+        return with_prior, ranker.gate(*logits, queries @ candidates.T).ravel()
+
+    for ranker, wider in ((covered, True), (uncovered, False)):
+        with_prior, without = gates(ranker)
+        partly = (without > 0.01) & (without < 0.99)
+        assert partly.sum() >= 5
+        assert ((with_prior[partly] > without[partly]) == wider).all()
 
 
 def test_init_only_stores_parameters_and_fit_returns_self():

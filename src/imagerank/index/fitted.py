@@ -2,7 +2,7 @@
 
 **Labels.** Every image with a label (the name of the folder it is in) is a training example. Images with
 no label (files directly in the indexed folder, or in a folder named ``unlabelled``) are the unlabelled
-pool; the methods see the whole collection, labelled or not, as that pool, never more than the labels.
+pool: all of them, or a fixed random sample of ``POOL_LIMIT`` (the most any method learns from).
 
 **Persistence.** A fit is one file per method, ``fits/<method>.pkl`` in the index directory, written to a
 temporary name and renamed into place: a process killed while fitting leaves the previous fit in use. It
@@ -33,20 +33,18 @@ from imagerank.errors import ImageRankError
 from imagerank.ranking import DEFAULT_METHOD, METHODS, RERANKERS, Ranker, get_method, top_k
 from imagerank.ranking.baselines import CosineRanker, RandomRanker
 from imagerank.ranking.hybrid import HybridRanker
+from imagerank.ranking.learned import POOL_LIMIT
 from imagerank.ranking.rerank import Reranker
 from imagerank.store.base import VectorStore, empty_results
 
 SEARCH_SETTINGS: dict[str, dict] = {DEFAULT_METHOD: {"fallback_depth": 400}}
 """Settings a method takes where users search one query at a time: the default method re-ranks each query
-with its 400 nearest images rather than the whole shortlist (about 10 ms instead of 68 ms against 1,000
-candidates; how the depth was chosen: `imagerank.ranking.HybridRanker`, README)."""
+with its 400 nearest images (10 ms, not 68 ms for all 1,000; why 400: `HybridRanker`, README)."""
 UNSUPERVISED_FALLBACK = "dba+kreciprocal"
-"""What a method that needs labels falls back to on an index with fewer than 2 labels: the best method that
-uses none (seed protocol and unseen categories alike, see README)."""
+"""What a method that needs labels uses on an index with fewer than 2 labels: the best that needs none."""
 SHORTLIST = 1000
 """Images re-scored exactly by a fitted method per query, taken from the store's cosine search."""
-REFIT_FRACTION = 0.1
-"""A fit is stale once this fraction of the labelled images, or of all images, changed since it."""
+REFIT_FRACTION = 0.1  # a fit is stale once this fraction of the labelled, or of all, images changed
 FITS_DIR = "fits"
 
 
@@ -138,7 +136,7 @@ def store_snapshot(store: VectorStore) -> Snapshot:
 
 
 def fit_method(store: VectorStore, method: str, vector_id: str) -> FittedMethod:
-    """Fit ``method`` on the labelled images of ``store``, with all of its images as the unlabelled pool.
+    """Fit ``method`` on the labelled images of ``store``, with the rest as the unlabelled pool.
 
     A method that needs labels is replaced by :data:`UNSUPERVISED_FALLBACK` when the index has fewer than
     2 labels; ``info.note`` says so.
@@ -159,7 +157,9 @@ def fit_method(store: VectorStore, method: str, vector_id: str) -> FittedMethod:
         )
     started = time.perf_counter()
     vectors = store.vectors(snapshot.ids.tolist()) if len(snapshot.ids) else np.zeros((0, store.dim))
-    ranker.fit(vectors[labelled], snapshot.labels[labelled].astype(str), vectors)
+    if len(unlabelled := np.flatnonzero(~labelled)) > POOL_LIMIT:  # a sample, not a copy of a million
+        unlabelled = np.sort(np.random.default_rng(0).choice(unlabelled, POOL_LIMIT, replace=False))
+    ranker.fit(vectors[labelled], snapshot.labels[labelled].astype(str), vectors[unlabelled])
     info = FitInfo(
         method=method,
         fitted_method=fitted_method,
