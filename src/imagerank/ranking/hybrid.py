@@ -72,11 +72,12 @@ class HybridRanker(Ranker):
     0.839). It was picked as the setting that loses (almost) nothing on a mostly labelled collection,
     where the prior hurts the few queries of unlabelled categories: the seed split with one category in
     four left out of training and all categories in the collection ("quarter"), MobileNetV2 0.854
-    overall and 0.789 on the new categories' queries, against 0.854 / 0.791 without the prior. Lower thresholds reach further on the seed protocol (0.325: 0.900; 0.3:
-    0.902) and cost those queries more (0.773 and 0.769, 0.852-0.853 overall). On the mixed protocols
-    (the same training labels, every category's queries and candidates in one collection) it beats both
-    sides: MobileNetV2 0.809 / 0.817 / 0.804 on halves 100 / 101 / 102 (0.799 / 0.813 / 0.798 without
-    the prior), ``dba+kreciprocal`` 0.797, ``probe+qe`` 0.759 / 0.762 / 0.742.
+    overall and 0.789 on the new categories' queries, against 0.854 / 0.791 without the prior. Lower
+    thresholds reach further on the seed protocol (0.325: 0.900; 0.3: 0.902) and cost those queries
+    more (0.773 and 0.769, 0.852-0.853 overall). On the mixed protocols (the same training labels, every
+    category's queries and candidates in one collection) it beats both sides: MobileNetV2 0.809 / 0.817 /
+    0.804 on halves 100 / 101 / 102 (0.799 / 0.813 / 0.798 without the prior), ``dba+kreciprocal`` 0.797,
+    ``probe+qe`` 0.759 / 0.762 / 0.742.
     ``benchmarks/ranking_protocols.py`` prints these numbers.
 
     Where users search, one query at a time (`imagerank.index.fitted.SEARCH_SETTINGS`), each query is
