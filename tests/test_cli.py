@@ -127,6 +127,8 @@ def test_bad_files_exit_3_and_are_listed_and_unicode_paths_work(
         shutil.copy2(sample_dir / "dalmatian" / name, folder / "dalmatian" / name)
     (folder / "[bold]not a photo [red].jpg").write_text("brackets must not be read as console markup")
     expected["[bold]not a photo [red].jpg"] = "not an image"
+    shutil.copy2(sample_dir / "dalmatian" / "image_0003.jpg", folder / os.fsdecode(b"caf\xe9.jpg"))
+    expected["caf\\xe9.jpg"] = "its name is not valid UTF-8"  # a Latin-1 name, printed with an escape
     good = [name for name, reason in expected.items() if reason is None]
     bad = {name: reason for name, reason in expected.items() if reason is not None}
     directory = tmp_path / "índex with spaces"

@@ -250,6 +250,31 @@ def test_bad_files_are_reported_and_nothing_indexed_is_lost(small_index: Index, 
     assert _ids_by_path(small_index) == after
 
 
+def test_files_whose_names_are_not_utf8_are_skipped_with_a_printable_reason(
+    small_index: Index, small_sample: Path
+) -> None:
+    before = _ids_by_path(small_index)
+    photo = small_sample / "laptop" / "image_0001.jpg"
+    latin1_file = small_sample / "laptop" / os.fsdecode(b"ordinateur \xe9t\xe9.jpg")
+    latin1_folder = small_sample / os.fsdecode(b"caf\xe9")
+    latin1_folder.mkdir()
+    shutil.copy2(photo, latin1_file)
+    shutil.copy2(photo, latin1_folder / "image_0001.jpg")
+
+    report = small_index.sync(small_sample)
+
+    reason = "its name is not valid UTF-8; rename it to index it"
+    assert sorted(str(error) for error in report.skipped) == [
+        f"{small_sample.resolve()}/caf\\xe9/image_0001.jpg: {reason}",
+        f"{small_sample.resolve()}/laptop/ordinateur \\xe9t\\xe9.jpg: {reason}",
+    ]
+    assert report.indexed == [] and _ids_by_path(small_index) == before
+    added = small_index.add([latin1_file, photo])
+    assert [error.path for error in added.skipped] == [latin1_file.resolve()]
+    assert added.indexed == ["laptop/image_0001.jpg"]
+    assert _ids_by_path(small_index) == before
+
+
 def test_a_file_gone_bad_keeps_its_indexed_vector(small_index: Index, small_sample: Path) -> None:
     before = _ids_by_path(small_index)
     target = small_sample / "strawberry" / "image_0003.jpg"

@@ -15,7 +15,13 @@ class BadImageError(ImageRankError):
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"{path}: {reason}")
+        super().__init__(f"{printable_path(path)}: {reason}")
+
+
+def printable_path(path: str | Path) -> str:
+    """Return ``path`` as text any terminal can print: bytes of a file name that are not UTF-8 (which Python
+    keeps as lone surrogates) shown as ``\\xNN`` escapes."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 class WeightsNotFoundError(ImageRankError):

@@ -10,6 +10,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
+from imagerank.errors import BadImageError, printable_path
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_SKIPPED = 3
@@ -33,3 +35,10 @@ err = Console(stderr=True, soft_wrap=True)
 
 def print_error(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+
+
+def report_skipped(skipped: list[BadImageError]) -> None:
+    """One stderr line per skipped file with its reason (a name that is not UTF-8 shown with escapes)."""
+    for error in skipped:
+        path = printable_path(error.path)
+        err.print(f"[yellow]skipped[/] {escape(path)}: {escape(error.reason)}", highlight=False)

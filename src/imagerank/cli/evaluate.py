@@ -15,13 +15,20 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imagerank.cli.common import DEFAULT_MODEL, EXIT_ERROR, INDEX_TYPES, PROTOCOL_NAMES, err, print_error
+from imagerank.cli.common import (
+    DEFAULT_MODEL,
+    EXIT_ERROR,
+    INDEX_TYPES,
+    PROTOCOL_NAMES,
+    err,
+    print_error,
+    report_skipped,
+)
 from imagerank.errors import ImageRankError
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from imagerank.errors import BadImageError
     from imagerank.evaluation.embeddings import LabelledEmbeddings
     from imagerank.evaluation.evaluate import EvaluationResult
     from imagerank.evaluation.protocols import Protocol
@@ -209,12 +216,6 @@ def text_evaluation(
     document = {"dataset": str(dataset_dir), **result.to_dict()}
     target.write_text(json.dumps(document, indent=2), encoding="utf-8")
     _out.print(f"wrote {escape(str(target))}", highlight=False)
-
-
-def report_skipped(skipped: list[BadImageError]) -> None:
-    """One stderr line per skipped file with its reason, as `imagerank index` reports them."""
-    for error in skipped:
-        err.print(f"[yellow]skipped[/] {escape(str(error.path))}: {escape(error.reason)}", highlight=False)
 
 
 def results_table(result: EvaluationResult, model: str, protocol: str | None = None) -> Table:

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from imagerank.cli.common import (
     DEFAULT_METHOD,
@@ -15,12 +14,12 @@ from imagerank.cli.common import (
     IMAGE_EXTENSIONS,
     INDEX_TYPES,
     err,
+    report_skipped,
 )
 from imagerank.cli.options import DeviceOption, EngineOption, IndexOption, WeightsOption, fail, valid_method
 from imagerank.errors import ImageRankError
 
 if TYPE_CHECKING:
-    from imagerank.index.building import IndexReport
     from imagerank.index.fitted import FittedMethod
 
 
@@ -107,7 +106,7 @@ def index_command(
             layout = describe_store(opened.store.describe())
     except ImageRankError as error:
         raise fail(error) from error
-    report_skipped(report)
+    report_skipped(report.skipped)
     err.print(f"{index}: {report.summary()}; vectors: {layout}", highlight=False, markup=False)
     for fitted in report.fitted:
         err.print(f"ranking: {describe_fit(fitted)}", highlight=False, markup=False)
@@ -137,10 +136,3 @@ def describe_fit(fitted: FittedMethod) -> str:
         f"{info.n_images:,} in {info.seconds:.1f} s"
     )
     return f"{line}; {info.note}" if info.note else line
-
-
-def report_skipped(report: IndexReport) -> None:
-    for problem in report.skipped:
-        err.print(
-            f"[yellow]skipped[/] {escape(str(problem.path))}: {escape(problem.reason)}", highlight=False
-        )

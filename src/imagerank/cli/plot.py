@@ -298,7 +298,7 @@ def _evaluate(
     queries_per_label: int | None,
     quiet: bool,
 ) -> EvaluatedDataset:
-    from imagerank.cli.evaluate import report_skipped
+    from imagerank.cli.common import report_skipped
     from imagerank.evaluation.protocols import protocol_named
     from imagerank.report.html import evaluate_dataset
 

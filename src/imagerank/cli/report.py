@@ -93,7 +93,7 @@ def report_command(
     """Write an HTML report on a labelled dataset: overview, embedding maps, quality, examples, confusions.
 
     The folder is written under a temporary name and renamed into place when complete."""
-    from imagerank.cli.evaluate import report_skipped
+    from imagerank.cli.common import report_skipped
     from imagerank.evaluation.protocols import protocol_named
     from imagerank.report.html import build_report
 

@@ -12,7 +12,15 @@ from pathlib import Path
 from imagerank.embedding.decoding import IMAGE_EXTENSIONS, scan_image_files
 from imagerank.embedding.embedder import Embedder
 from imagerank.errors import BadImageError, ImageRankError, ModelMismatchError, UnknownLabelError
-from imagerank.index.files import UPLOADS_PREFIX, _record_for, _relative, _same_stat, _SkippedFiles, _stat_key
+from imagerank.index.files import (
+    UPLOADS_PREFIX,
+    _record_for,
+    _relative,
+    _same_stat,
+    _SkippedFiles,
+    _stat_key,
+    _storable,
+)
 from imagerank.index.fitted import FittedMethod
 from imagerank.index.labelling import AssignedLabels
 from imagerank.store.base import DATABASE, write_json_atomically
@@ -58,13 +66,14 @@ class Building:
         # Scan first: a missing folder must fail before the index is tied to it as its root.
         scan = scan_image_files(root, extensions)
         self._claim_root(root)
-        report = IndexReport(skipped=list(scan.problems))
+        files, unnamed = _storable(scan.files, root)
+        report = IndexReport(skipped=sorted([*scan.problems, *unnamed], key=lambda error: str(error.path)))
         known = {record.path: record for record in self.store.all_records()}
-        present = {_relative(path, root) for path in scan.files}
+        present = {_relative(path, root) for path in files}
         with _SkippedFiles(self.directory / DATABASE) as skipped_before:
             bad = skipped_before.read()
             changed = []
-            for path in scan.files:
+            for path in files:
                 relative = _relative(path, root)
                 record = known.get(relative)
                 if record is not None and _same_stat(record, path):
@@ -208,6 +217,8 @@ class Building:
         report: IndexReport,
         prefix: str = "",
     ) -> None:
+        files, unnamed = _storable(files, root)
+        report.skipped.extend(unnamed)
         if not files:
             return
         with AssignedLabels(self.directory / DATABASE) as assigned:

@@ -23,9 +23,27 @@ UPLOADS_PREFIX = "uploads://"
 
 def _relative(path: Path, root: Path) -> str:
     try:
-        return path.absolute().relative_to(root).as_posix()
+        relative = path.absolute().relative_to(root).as_posix()
     except ValueError:
         raise BadImageError(path, f"is outside the indexed folder {root}") from None
+    try:
+        relative.encode("utf-8")
+    except UnicodeEncodeError:
+        # the index keeps paths as SQLite text, which is UTF-8: such a name could not be stored or looked up
+        raise BadImageError(path, "its name is not valid UTF-8; rename it to index it") from None
+    return relative
+
+
+def _storable(paths: list[Path], root: Path) -> tuple[list[Path], list[BadImageError]]:
+    """Split ``paths`` into the files the index can record under ``root`` and the errors of the rest."""
+    storable, errors = [], []
+    for path in paths:
+        try:
+            _relative(path, root)
+            storable.append(path)
+        except BadImageError as error:
+            errors.append(error)
+    return storable, errors
 
 
 class _SkippedFiles:
