@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/ranking_protocols.py [--dataset DIR] [--features DIR] [--models mobilenet_v2,joined]
         [--methods cosine,dba+kreciprocal,probe+qe,hybrid] [--halves 100,101,102] [--searched] [--speed]
+        [--seeds 1,2,3,4,5,6,7]
 
 Protocols (columns):
 - ``seed``: the reference split; every query's category has training labels.
@@ -13,6 +14,9 @@ Protocols (columns):
 - ``quarter``: one category in four (every fourth from the second, as in ``tests/test_evaluation.py``) left
   out of training, every category in the collection: a mostly labelled folder. ``quarter new`` is P@10 over
   the queries of the left-out categories alone, in that same ranking: photos of categories nobody labelled.
+``--seeds`` adds a second table: the seed protocol's rule with other random seeds (other images train, are
+searched and query), the reference seed first, and the mean over all of them: how much of a difference
+between methods is the reference split's luck.
 Every method is fitted with the candidates and queries as its unlabelled pool, as ``imagerank evaluate`` does,
 and ranks all queries in one batch (re-rankers see every query). ``--searched`` adds the default method as
 users get it: through a real index and `Index.search`, one query at a time, with the settings searches use
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +133,26 @@ def _row(results: list[EvaluationResult], method: str, new_queries: np.ndarray) 
     return [float(np.mean(values)) for values in per_query] + [float(np.mean(per_query[-1][new_queries]))]
 
 
+def seed_table(
+    model: str, vectors: np.ndarray, labels: np.ndarray, methods: list[str], seeds: list[int]
+) -> Table:
+    """P@10 of each method on the seed protocol's rule with the reference seed, then each of ``seeds``."""
+    protocols = [SEED_PROTOCOL, *(replace(SEED_PROTOCOL, seed=seed) for seed in seeds)]
+    table = Table(title=f"P@10, {model} on Caltech-101, the seed protocol with other seeds")
+    table.add_column("method")
+    for protocol in protocols:
+        table.add_column(f"seed {protocol.seed}", justify="right")
+    table.add_column("mean", justify="right")
+    for method in methods:
+        results = [
+            evaluate_split(vectors, labels, protocol.split(labels), {method: get_method(method)})
+            for protocol in protocols
+        ]
+        means = [result.methods[method].mean("p@10") for result in results]
+        table.add_row(method, *(f"{mean:.4f}" for mean in means), f"{np.mean(means):.4f}")
+    return table
+
+
 def speed_table(vectors: np.ndarray, labels: np.ndarray) -> Table:
     """Fit the default method on 100,000 vectors of 100 labels; score 1 query against 1,000 candidates."""
     rng = np.random.default_rng(0)
@@ -170,6 +195,7 @@ def main() -> None:
     parser.add_argument("--halves", default="100,101,102", help="seeds of the random unseen halves")
     parser.add_argument("--searched", action="store_true", help="add the default method through an index")
     parser.add_argument("--speed", action="store_true", help="also time the default method's fit and score")
+    parser.add_argument("--seeds", default="", help="other seeds of the seed protocol, for a second table")
     args = parser.parse_args()
     console = Console(width=150)
     halves = [int(seed) for seed in args.halves.split(",")]
@@ -177,6 +203,9 @@ def main() -> None:
     for model in args.models.split(","):
         vectors, labels = model_vectors(model, args.dataset, args.features)
         console.print(precision_table(model, vectors, labels, methods, halves, args.searched))
+        if args.seeds:
+            seeds = [int(seed) for seed in args.seeds.split(",")]
+            console.print(seed_table(model, vectors, labels, methods, seeds))
         if args.speed:
             console.print(speed_table(vectors, labels))
 
