@@ -1,7 +1,8 @@
 """The page's "Search by words" box in headless Chromium, against a real server on a tiny open_clip index.
 
-The results in the grid must be those of the API for the same words; the label filter and "more like this"
-work from a text search as from an image search. Skipped without Chromium or Playwright.
+The results in the grid must be those of the API for the same words (and the same feedback marks); the label
+filter and "more like this" work from a text search as from an image search. Skipped without Chromium or
+Playwright.
 """
 
 from __future__ import annotations
@@ -85,10 +86,15 @@ def test_words_show_the_apis_results_then_more_like_this_searches_by_image(
     assert "matching “a dog on a sofa”" in page.locator("#status").inner_text()
     assert page.locator("#query-caption").inner_text() == "Words: “a dog on a sofa”"
     assert page.locator("#query-image").is_hidden()
-    assert page.locator("#grid .card .feedback").first.is_hidden()  # feedback refines image queries
 
-    search_words(page, "a slice of pizza")
-    pizza_ids = wait_for_new_results(page, ids)
+    page.locator("#grid .card").nth(0).get_by_role("button", name="Not relevant", exact=True).click()
+    refined = wait_for_new_results(page, ids)
+    assert ids[0] not in refined
+    assert refined == api_ids(served, "a dog on a sofa", relevant=[], not_relevant=[ids[0]])
+    assert "1 not relevant" in page.locator("#feedback-summary").inner_text()
+
+    search_words(page, "a slice of pizza")  # new words, no feedback
+    pizza_ids = wait_for_new_results(page, refined)
     assert pizza_ids == api_ids(served, "a slice of pizza")
 
     chosen = page.locator("#grid .card").nth(1)

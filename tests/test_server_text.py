@@ -45,11 +45,12 @@ def client(served: Served) -> Iterator[httpx.Client]:
         yield http
 
 
-def expected_ids(index_dir: Path, text: str, k: int, labels: list[str] | None = None) -> list[int]:
+def expected_ids(
+    index_dir: Path, text: str, k: int, labels: list[str] | None = None, **feedback: list[int]
+) -> list[int]:
     with Index.open(index_dir) as index:
-        return [
-            int(image_id) for image_id in index.search_text(text, k, labels=labels)[1][0] if image_id >= 0
-        ]
+        _, ids = index.search_text(text, k, labels=labels, **feedback)
+    return [int(image_id) for image_id in ids[0] if image_id >= 0]
 
 
 def test_search_by_words_returns_the_text_rankers_order(client: httpx.Client, served: Served) -> None:
@@ -87,6 +88,27 @@ def test_search_by_words_pages_and_filters_like_the_other_searches(
     assert unknown.status_code == 422 and "'cat'" in unknown.json()["detail"]
 
 
+def test_feedback_refines_a_search_by_words_as_the_library_does(client: httpx.Client, served: Served) -> None:
+    first = [
+        result["id"]
+        for result in client.post("/api/search", json={"text": "a dog", "k": 6}).json()["results"]
+    ]
+    feedback = {"relevant": first[3:4], "not_relevant": first[:2]}
+
+    refined = client.post("/api/search", json={"text": "a dog", "k": 6, **feedback})
+
+    assert refined.status_code == 200, refined.text
+    ids = [result["id"] for result in refined.json()["results"]]
+    assert ids == expected_ids(served.index_dir, "a dog", 6, **feedback)
+    assert ids != first and not set(ids) & set(first[:2])
+    unknown = client.post("/api/search", json={"text": "a dog", "not_relevant": [123456]})
+    assert unknown.status_code == 404 and "123456" in unknown.json()["detail"]
+    twice = client.post(
+        "/api/search", json={"text": "a dog", "relevant": first[:1], "not_relevant": first[:1]}
+    )
+    assert twice.status_code == 422 and "both relevant and not relevant" in twice.json()["detail"]
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -120,7 +142,7 @@ def test_the_openapi_schema_documents_both_json_bodies(client: httpx.Client) -> 
     operation = client.get("/openapi.json").json()["paths"]["/api/search"]["post"]
     bodies = operation["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
     assert [sorted(body["required"]) for body in bodies] == [["id"], ["text"]]
-    assert {"text", "k", "offset", "labels"} == set(bodies[1]["properties"])
+    assert {"text", "k", "offset", "labels", "relevant", "not_relevant"} == set(bodies[1]["properties"])
     assert "`text`" in operation["description"]
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from imagerank import Index
+from imagerank.errors import UnknownImageError
 from imagerank.text.base import MAX_TEXT_CHARS, TextQueryError
 from imagerank.text.bridge import SMOOTHED_CANDIDATES, BridgeTextRanker, _neighbour_smoothed, query_words
 from imagerank.text.wordnet import imagenet_taxonomy
@@ -127,6 +128,28 @@ def test_a_label_name_reaches_the_unlabelled_images_like_its_labelled_ones(
         assert (~first_half[top]).sum() == 4  # the four unlabelled umbrellas, after the four labelled
 
 
+def test_feedback_on_the_first_results_refines_a_search_by_words(unlabelled_index: Index):
+    def folders(ids: list[int]) -> list[str]:
+        return [Path(record.path).name.split("-")[0] for record in unlabelled_index.records(ids)]
+
+    first = unlabelled_index.search_text("an animal", k=8)[1][0].tolist()
+    assert folders(first).count("llama") < 4  # the words alone find other animals first
+    relevant = [image_id for image_id, folder in zip(first, folders(first), strict=True) if folder == "llama"]
+    not_relevant = sorted(set(first) - set(relevant))
+
+    refined = unlabelled_index.search_text("an animal", k=8, relevant=relevant, not_relevant=not_relevant)
+    assert folders(refined[1][0].tolist()) == ["llama"] * 8
+    assert not set(refined[1][0].tolist()) & set(not_relevant)
+
+    # marks of "not relevant" alone push the search away from what was wrong
+    wrong = unlabelled_index.search_text("a machine", k=8)[1][0].tolist()
+    assert "laptop" not in folders(wrong)
+    pushed = unlabelled_index.search_text("a machine", k=8, not_relevant=wrong)[1][0].tolist()
+    assert folders(pushed).count("laptop") >= 4
+    with pytest.raises(UnknownImageError, match="123456"):
+        unlabelled_index.search_text("a machine", relevant=[123456])
+
+
 @pytest.mark.parametrize("text", ["", "   \n\t ", "x" * 10_000])
 def test_empty_or_too_long_text_is_refused(sample_index: Index, text: str):
     with pytest.raises(TextQueryError, match=r"empty|characters"):
@@ -139,12 +162,14 @@ def test_evaluate_text_runs_end_to_end(cli, small_sample: Path, tmp_path: Path):
     result = cli("evaluate", small_sample, "--text", "-k", "3", "--out", out)
     assert result.returncode == 0, result.stderr
     assert "zero-shot" in result.stdout and "with labels" in result.stdout
+    assert "then feedback on the first 3" in result.stdout
     document = json.loads(out.read_text())
     zero_shot = document["zero_shot"]
     assert zero_shot["images_ranked"] == 12
     assert set(zero_shot["per_name"]) == {"dalmatian", "laptop", "strawberry"}
     assert zero_shot["mean_p@3"] == 1.0
     assert document["with_labels"]["images_ranked"] == 6  # the candidates: 2 per label (1 trains, 1 queries)
+    assert document["zero_shot_after_feedback"]["mean_p@3"] == 1.0
 
 
 def test_only_a_head_fed_by_the_indexed_features_is_used():

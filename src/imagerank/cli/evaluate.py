@@ -203,6 +203,7 @@ def text_evaluation(
     for setting, scores in (
         ("zero-shot (no labels)", result.zero_shot),
         (f"with labels ({protocol.name} protocol)", result.with_labels),
+        (f"zero-shot, then feedback on the first {k}", result.after_feedback),
     ):
         table.add_row(
             setting,

@@ -3,7 +3,11 @@
 - **zero-shot**: the text ranker is fitted on every image with no label; each label name ranks all the
   images, and the images of that label are the relevant ones;
 - **with labels**: the protocol's training images are labelled, its candidates are not; each label name
-  ranks the candidates (the training images are known already and left out of the ranking).
+  ranks the candidates (the training images are known already and left out of the ranking);
+- **zero-shot, after one round of feedback**: as zero-shot, then the first K results are marked relevant or
+  not by their labels, as a user would mark the first page, and the text is searched again with those marks
+  (`imagerank.ranking.feedback_refined_scores`). Its P@K is that of the new first page, the images marked
+  relevant included (those marked not relevant are never returned).
 
 Label names are turned into words as the bridge reads any text ("car_side" -> "car side"); nothing else is
 looked up per name.
@@ -19,6 +23,7 @@ import numpy as np
 
 from imagerank.evaluation import metrics
 from imagerank.evaluation.protocols import Protocol
+from imagerank.ranking import feedback_refined_scores, normalized
 from imagerank.text import create_text_ranker
 
 __all__ = ["TextEvaluation", "TextScores", "evaluate_text"]
@@ -67,6 +72,7 @@ class TextEvaluation:
     protocol: str
     zero_shot: TextScores
     with_labels: TextScores
+    after_feedback: TextScores
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +81,7 @@ class TextEvaluation:
             "protocol": self.protocol,
             "zero_shot": self.zero_shot.to_dict(self.k),
             "with_labels": self.with_labels.to_dict(self.k),
+            "zero_shot_after_feedback": self.after_feedback.to_dict(self.k),
         }
 
 
@@ -92,13 +99,33 @@ def evaluate_text(
     ranker = create_text_ranker(model, weights)
     ranker.fit(vectors, [None] * len(labels))
     zero_shot = _scores(ranker, names, labels, k)
+    after_feedback = _scores(_FeedbackOnFirstPage(ranker, normalized(vectors), labels, k), names, labels, k)
     split = protocol.split(labels)
     fitted = np.concatenate([split.train, split.candidates])
     known = [str(label) for label in labels[split.train]] + [None] * len(split.candidates)
     ranker = create_text_ranker(model, weights)
     ranker.fit(vectors[fitted], known)
     with_labels = _scores(ranker, names, labels[fitted], k, among=np.arange(len(split.train), len(fitted)))
-    return TextEvaluation(model, k, protocol.describe(), zero_shot, with_labels)
+    return TextEvaluation(model, k, protocol.describe(), zero_shot, with_labels, after_feedback)
+
+
+@dataclass(frozen=True)
+class _FeedbackOnFirstPage:
+    """A text ranker whose every search is followed by one round of feedback: its first ``k`` results are
+    marked relevant when their label is the text, not relevant otherwise, and the text is scored again."""
+
+    ranker: Any
+    vectors: np.ndarray
+    labels: np.ndarray
+    k: int
+
+    def score(self, name: str) -> np.ndarray:
+        scores = np.asarray(self.ranker.score(name))
+        first_page = np.argsort(-scores, kind="stable")[: self.k]
+        marked_relevant = self.labels[first_page] == name
+        return feedback_refined_scores(
+            scores, self.vectors, first_page[marked_relevant], first_page[~marked_relevant]
+        )
 
 
 def _scores(

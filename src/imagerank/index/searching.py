@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imagerank.errors import ImageRankError
+from imagerank.errors import ImageRankError, UnknownImageError
 from imagerank.index.fitted import (
     DEFAULT_METHOD,
     FittedMethod,
@@ -27,6 +27,7 @@ from imagerank.index.fitted import (
     store_snapshot,
     surely_current,
 )
+from imagerank.ranking import feedback_refined_scores
 from imagerank.store.base import empty_results, write_json_atomically
 from imagerank.text import create_text_ranker
 from imagerank.text.base import TextRanker, checked_text
@@ -40,6 +41,8 @@ class _FittedTextRanker:
     version: tuple[int, int | None, int | None]
     ids: np.ndarray
     labels: np.ndarray
+    vectors: np.ndarray
+    """The stored vectors of ``ids``, the same array the ranker was fitted on (not a copy)."""
     ranker: TextRanker
 
 
@@ -89,21 +92,34 @@ class Searching:
         return self._ranked(self.store.vectors([image_id]), k, labels, method, exclude=(image_id,))
 
     def search_text(
-        self, text: str, k: int = 10, labels: Sequence[str | None] | None = None
+        self,
+        text: str,
+        k: int = 10,
+        labels: Sequence[str | None] | None = None,
+        relevant: Sequence[int] = (),
+        not_relevant: Sequence[int] = (),
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) for a text query, shaped (1, k) like `search`, -1 where none.
 
         The text ranker follows the backbone (`imagerank.text.create_text_ranker`). It is fitted on the
         index's vectors and labels at the first text search, and again once the index has changed.
-        `labels` restricts results as in `search`. Raises TextQueryError for an empty or too long text.
+        `labels` restricts results as in `search`. Ids marked `relevant` or `not_relevant` (relevance
+        feedback, for example on the first page) refine the text's scores with the images' vectors
+        (`imagerank.ranking.feedback_refined_scores`); those marked not relevant are never returned.
+        Raises TextQueryError for an empty or too long text, UnknownImageError for a marked id that is
+        not indexed.
         """
         text = checked_text(text)
         self._check_labels(labels)
         fitted = self._fitted_text_ranker()
+        relevant_rows, nonrelevant_rows = _rows_of(fitted.ids, relevant), _rows_of(fitted.ids, not_relevant)
         if not len(fitted.ids):
             return empty_results(1, k)
-        scores = np.asarray(fitted.ranker.score(text), dtype=np.float32)
-        candidates = np.arange(len(fitted.ids))
+        scores = fitted.ranker.score(text)
+        if len(relevant_rows) or len(nonrelevant_rows):
+            scores = feedback_refined_scores(scores, fitted.vectors, relevant_rows, nonrelevant_rows)
+        scores = np.asarray(scores, dtype=np.float32)
+        candidates = np.flatnonzero(np.isfinite(scores))  # all but the images marked not relevant
         if labels:
             wanted = [label or "" for label in labels]
             candidates = candidates[np.isin(fitted.labels, wanted)]
@@ -196,10 +212,12 @@ class Searching:
             ids = np.fromiter((int(record.id or 0) for record in records), dtype=np.int64, count=len(records))
             labels = [record.label for record in records]
             ranker = create_text_ranker(self.model, weights=self._weights)
+            vectors = np.zeros((0, self.store.dim), dtype=np.float32)
             if len(ids):
-                ranker.fit(self.store.vectors(ids.tolist()), labels)
+                vectors = np.asarray(self.store.vectors(ids.tolist()), dtype=np.float32)
+                ranker.fit(vectors, labels)
             self._text = _FittedTextRanker(
-                version, ids, np.asarray([label or "" for label in labels], dtype=object), ranker
+                version, ids, np.asarray([label or "" for label in labels], dtype=object), vectors, ranker
             )
         return self._text
 
@@ -223,6 +241,16 @@ def _without(
         count = min(int(keep.sum()), k)
         kept_scores[row, :count], kept_ids[row, :count] = scores[row][keep][:count], ids[row][keep][:count]
     return kept_scores, kept_ids
+
+
+def _rows_of(sorted_ids: np.ndarray, wanted: Sequence[int]) -> np.ndarray:
+    """The positions of the ``wanted`` ids in ``sorted_ids``; UnknownImageError naming those not in it."""
+    wanted_ids = np.asarray(list(wanted), dtype=np.int64)
+    rows = np.minimum(np.searchsorted(sorted_ids, wanted_ids), max(len(sorted_ids) - 1, 0))
+    found = sorted_ids[rows] == wanted_ids if len(sorted_ids) else np.zeros(len(wanted_ids), dtype=bool)
+    if not found.all():
+        raise UnknownImageError(f"no indexed image has the id(s) {sorted(set(wanted_ids[~found].tolist()))}")
+    return rows
 
 
 def _file_version(path: Path) -> tuple[int, int, int] | None:

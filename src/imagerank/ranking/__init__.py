@@ -16,7 +16,7 @@ from typing import Any
 
 from imagerank.ranking._base import NotFittedError, Ranker, normalized, top_k
 from imagerank.ranking.baselines import CosineRanker, RandomRanker
-from imagerank.ranking.feedback import refine, rocchio_query
+from imagerank.ranking.feedback import feedback_refined_scores, refine, rocchio_query
 from imagerank.ranking.graph import LabelSpreadingRanker
 from imagerank.ranking.hybrid import HybridRanker
 from imagerank.ranking.learned import LDARanker, ProbeRanker
@@ -38,6 +38,7 @@ __all__ = [
     "RandomRanker",
     "Ranker",
     "Reranker",
+    "feedback_refined_scores",
     "get_method",
     "list_methods",
     "normalized",

@@ -1,4 +1,8 @@
-"""Relevance feedback: re-rank after the user marks some results relevant or not relevant."""
+"""Relevance feedback: re-rank after the user marks some results relevant or not relevant.
+
+An image query is moved with Rocchio's method (`rocchio_query`, `refine`). Scores that have no query
+vector behind them, such as a text's, are refined in score space instead (`feedback_refined_scores`).
+"""
 
 from __future__ import annotations
 
@@ -54,6 +58,47 @@ def refine(
     scores[0, np.asarray(nonrelevant_ids, dtype=np.intp)] = -np.inf
     best_scores, ids = top_k(scores, k)
     return best_scores[0], ids[0]
+
+
+FEEDBACK_RELEVANT_WEIGHT = 2.0
+FEEDBACK_NOT_RELEVANT_WEIGHT = 0.75
+"""Weights of the cosine to the images marked relevant and not relevant in `feedback_refined_scores`, against
+the standardised scores' 1. Chosen on Caltech-101 with the offline text bridge (each folder name a query,
+its first 10 results marked by their folders, MobileNetV2): mean P@10 of the refined page 0.653 -> 0.765,
+names at 0 26 -> 14; a not-relevant weight of 0.75-1.0 gave the same, 1.25 and above let the push away
+from the wrong images outweigh the text (names at 0 back to 21-25)."""
+
+
+def feedback_refined_scores(
+    scores: np.ndarray,
+    vectors: np.ndarray,
+    relevant_rows: Sequence[int],
+    nonrelevant_rows: Sequence[int],
+) -> np.ndarray:
+    """Return one image score per row of ``vectors`` refined by feedback on some of them.
+
+    ``scores`` (any scale, one per image, for example a text's) are standardised; added to them are
+    ``FEEDBACK_RELEVANT_WEIGHT`` times the standardised cosine to the mean of the images marked relevant,
+    and subtracted ``FEEDBACK_NOT_RELEVANT_WEIGHT`` times that to the mean of those marked not relevant,
+    which get ``-inf``. Rows index ``vectors`` (unit length) and ``scores``.
+    """
+    _check_ids(relevant_rows, nonrelevant_rows, len(vectors))
+    refined = _standardized(np.asarray(scores, dtype=np.float64))
+    marked = [(rows, weight) for rows, weight in [
+        (relevant_rows, FEEDBACK_RELEVANT_WEIGHT),
+        (nonrelevant_rows, -FEEDBACK_NOT_RELEVANT_WEIGHT),
+    ] if len(rows)]  # fmt: skip
+    if marked:
+        means = np.stack([vectors[np.asarray(rows)].mean(axis=0) for rows, _ in marked], axis=1)
+        similarities = vectors @ means  # one pass over the vectors for both means
+        for column, (_, weight) in enumerate(marked):
+            refined += weight * _standardized(similarities[:, column])
+    refined[np.asarray(nonrelevant_rows, dtype=np.intp)] = -np.inf
+    return refined
+
+
+def _standardized(values: np.ndarray) -> np.ndarray:
+    return (values - values.mean()) / max(float(values.std()), 1e-12)
 
 
 def _check_ids(relevant_ids: Sequence[int], nonrelevant_ids: Sequence[int], n_candidates: int) -> None:

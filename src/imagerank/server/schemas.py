@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from imagerank.index.fitted import UnknownMethodError, checked_method
 from imagerank.text.base import MAX_TEXT_CHARS, TextQueryError, checked_text
@@ -29,8 +29,8 @@ class PageOptions(BaseModel):
     )
 
 
-class SearchOptions(PageOptions):
-    """How to search: page size and position, label filter, relevance feedback and ranking method."""
+class FeedbackOptions(PageOptions):
+    """Which results, and relevance feedback: ids the user marked relevant or not relevant."""
 
     relevant: list[ImageId] = Field(
         default_factory=list, max_length=MAX_FEEDBACK_IDS, description="Ids marked relevant (feedback)."
@@ -40,6 +40,18 @@ class SearchOptions(PageOptions):
         max_length=MAX_FEEDBACK_IDS,
         description="Ids marked not relevant (feedback); they are never returned.",
     )
+
+    @model_validator(mode="after")
+    def _marked_once(self) -> Self:
+        both = sorted(set(self.relevant) & set(self.not_relevant))
+        if both:
+            raise ValueError(f"ids {both} are marked both relevant and not relevant")
+        return self
+
+
+class SearchOptions(FeedbackOptions):
+    """How to search: page size and position, label filter, relevance feedback and ranking method."""
+
     method: str | None = Field(
         None,
         max_length=200,
@@ -65,8 +77,9 @@ class SearchByIdRequest(SearchOptions):
     id: ImageId
 
 
-class SearchByTextRequest(PageOptions):
-    """Search by words: the images that best match a text, e.g. "a dog on a sofa"."""
+class SearchByTextRequest(FeedbackOptions):
+    """Search by words: the images that best match a text, e.g. "a dog on a sofa". With feedback ids, the
+    text's scores are refined by the marked images (`imagerank.ranking.feedback_refined_scores`)."""
 
     text: str = Field(
         description=f"The words to search for: not blank, at most {MAX_TEXT_CHARS} characters. Matched by "

@@ -99,9 +99,21 @@ def ranked_page(
     return _page(index, scores, ids, k, offset)
 
 
-def ranked_text_page(index: Index, text: str, k: int, offset: int, labels: Sequence[str] = ()) -> Page:
-    """Results offset+1 .. offset+k of the ranking for the words `text` (`Index.search_text`)."""
-    scores, ids = index.search_text(text, k=offset + k + 1, labels=list(labels) or None)
+def ranked_text_page(
+    index: Index,
+    text: str,
+    k: int,
+    offset: int,
+    labels: Sequence[str] = (),
+    relevant: Sequence[int] = (),
+    not_relevant: Sequence[int] = (),
+) -> Page:
+    """Results offset+1 .. offset+k of the ranking for the words `text` (`Index.search_text`), refined by
+    the feedback ids. Raises ImageNotFoundError for a feedback id that is not indexed."""
+    vectors_of(index, [*relevant, *not_relevant])  # an unknown id is a 404 naming it, as for image queries
+    scores, ids = index.search_text(
+        text, k=offset + k + 1, labels=list(labels) or None, relevant=relevant, not_relevant=not_relevant
+    )
     return _page(index, scores, ids, k, offset)
 
 

@@ -1,5 +1,5 @@
 // imagerank web page: pick, drop or paste a query image, or type words; browse ranked results, refine with
-// feedback (image queries).
+// feedback.
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
@@ -74,9 +74,9 @@ function searchRequest() {
     return { body: JSON.stringify({ id: state.query.id, ...options }), headers: json };
   }
   if (state.query.kind === "text") {
-    // Words rank with the index's text ranker: no ranking method, no feedback.
-    const { k, offset, labels } = options;
-    return { body: JSON.stringify({ text: state.query.text, k, offset, labels }), headers: json };
+    // Words rank with the index's text ranker (no ranking method); feedback refines its scores.
+    const { method, ...withoutMethod } = options;
+    return { body: JSON.stringify({ text: state.query.text, ...withoutMethod }), headers: json };
   }
   const form = new FormData();
   form.append("image", state.query.file, state.query.name);
@@ -160,7 +160,6 @@ function card(result) {
   item.querySelector(".card-score").textContent = result.score.toFixed(3);
   item.querySelector(".card-score").title = `score, rank ${result.rank}`;
   item.querySelector(".feedback").setAttribute("aria-label", `Feedback on ${result.path}`);
-  item.querySelector(".feedback").hidden = state.query.kind === "text"; // feedback refines image queries
   const relevant = item.querySelector(".relevant");
   const notRelevant = item.querySelector(".not-relevant");
   relevant.setAttribute("aria-pressed", String(state.relevant.has(result.id)));

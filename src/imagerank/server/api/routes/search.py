@@ -79,7 +79,8 @@ async def search(request: Request, index: IndexDep, settings: SettingsDep) -> Se
     (`{"text": "a dog on a sofa", "k": 12, "labels": []}`).
 
     Ids marked `not_relevant` are never returned; with feedback ids the query vector is refined with
-    Rocchio's method before searching. Page with `offset` and `k`; `has_more` says whether to go on.
+    Rocchio's method before searching (a text's scores are refined by the marked images). Page with
+    `offset` and `k`; `has_more` says whether to go on.
     """
     started = perf_counter()
     content_type = request.headers.get("content-type", "")
@@ -131,7 +132,9 @@ def _names_text(body: bytes) -> bool:
 def _search_by_text(
     index: Index, request: SearchByTextRequest, query: QueryInfo, started: float
 ) -> SearchResponse:
-    page = ranked_text_page(index, request.text, request.k, request.offset, request.labels)
+    page = ranked_text_page(
+        index, request.text, request.k, request.offset, request.labels, request.relevant, request.not_relevant
+    )
     finished = perf_counter()
     return SearchResponse(
         query=query,
