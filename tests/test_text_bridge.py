@@ -150,6 +150,15 @@ def test_feedback_on_the_first_results_refines_a_search_by_words(unlabelled_inde
         unlabelled_index.search_text("a machine", relevant=[123456])
 
 
+def test_feedback_and_a_label_filter_work_together(sample_index: Index):
+    _, first = sample_index.search_text("a dog", k=4, labels=["dalmatian", "panda"])
+    marked = first[0, :2].tolist()
+    _, refined = sample_index.search_text("a dog", k=4, labels=["dalmatian", "panda"], not_relevant=marked)
+    kept = refined[0].tolist()
+    assert len(kept) == 4 and not set(kept) & set(marked)
+    assert {record.label for record in sample_index.records(kept)} <= {"dalmatian", "panda"}
+
+
 @pytest.mark.parametrize("text", ["", "   \n\t ", "x" * 10_000])
 def test_empty_or_too_long_text_is_refused(sample_index: Index, text: str):
     with pytest.raises(TextQueryError, match=r"empty|characters"):

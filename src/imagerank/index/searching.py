@@ -122,7 +122,7 @@ class Searching:
         candidates = np.flatnonzero(np.isfinite(scores))  # all but the images marked not relevant
         if labels:
             wanted = [label or "" for label in labels]
-            candidates = candidates[np.isin(fitted.labels, wanted)]
+            candidates = candidates[np.isin(fitted.labels[candidates], wanted)]
         top = candidates[np.argsort(-scores[candidates], kind="stable")[:k]]
         ranked_scores, ranked_ids = empty_results(1, k)
         ranked_scores[0, : len(top)], ranked_ids[0, : len(top)] = scores[top], fitted.ids[top]
