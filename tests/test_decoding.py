@@ -399,6 +399,16 @@ def test_scan_filters_extensions_in_any_case_and_skips_hidden(tmp_path: Path) ->
     assert relative(scan_image_files(tmp_path, "txt"), tmp_path) == ["d.txt"]
 
 
+def test_scan_skips_the_folders_it_is_told_to_even_through_a_symlink(tmp_path: Path) -> None:
+    touch(tmp_path, "a.jpg", "my.index/thumbnails/1.jpg", "my.index/uploads/cat/2.jpg", "b/c.jpg")
+    (tmp_path / "b" / "index again").symlink_to(tmp_path / "my.index", target_is_directory=True)
+
+    assert relative(scan_image_files(tmp_path, skip_folders=[tmp_path / "my.index"]), tmp_path) == [
+        "a.jpg",
+        "b/c.jpg",
+    ]
+
+
 def test_default_extensions() -> None:
     expected = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
     assert expected == IMAGE_EXTENSIONS

@@ -275,6 +275,24 @@ def test_files_whose_names_are_not_utf8_are_skipped_with_a_printable_reason(
     assert _ids_by_path(small_index) == before
 
 
+def test_an_index_inside_the_folder_it_indexes_leaves_its_own_files_out(
+    small_sample: Path, mobilenet: Embedder
+) -> None:
+    index = Index.create(small_sample / "my.index", embedder=mobilenet)
+    first = index.sync(small_sample)
+    photo = small_sample / "laptop" / "image_0001.jpg"
+    for written in ("thumbnails/7-0123-256.jpg", "uploads/laptop/upload.jpg"):  # as a server writes them
+        (index.directory / written).parent.mkdir(parents=True)
+        shutil.copy2(photo, index.directory / written)
+
+    again = index.sync(small_sample)
+
+    assert len(first.indexed) == 12 and again.indexed == [] and len(index) == 12
+    assert not any(record.path.startswith("my.index/") for record in index.store.all_records())
+    assert "thumbnails" not in index.store.labels()
+    index.close()
+
+
 def test_a_file_gone_bad_keeps_its_indexed_vector(small_index: Index, small_sample: Path) -> None:
     before = _ids_by_path(small_index)
     target = small_sample / "strawberry" / "image_0003.jpg"

@@ -54,7 +54,9 @@ class ScanResult:
     problems: list[BadImageError]
 
 
-def scan_image_files(root: Path | str, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> ScanResult:
+def scan_image_files(
+    root: Path | str, extensions: Iterable[str] = IMAGE_EXTENSIONS, skip_folders: Iterable[Path | str] = ()
+) -> ScanResult:
     """Find image files under ``root``, recursively, sorted by their path relative to ``root``.
 
     Symlinked folders are followed, but a folder already visited (by its real path) is not entered
@@ -64,6 +66,8 @@ def scan_image_files(root: Path | str, extensions: Iterable[str] = IMAGE_EXTENSI
     Args:
         root: The folder to scan.
         extensions: File name suffixes to keep, with or without the dot, in any case.
+        skip_folders: Folders not to enter wherever they appear under ``root`` (compared by real path),
+            such as an index directory kept inside the folder it indexes.
 
     Raises:
         BadImageError: ``root`` does not exist or is not a folder.
@@ -74,7 +78,7 @@ def scan_image_files(root: Path | str, extensions: Iterable[str] = IMAGE_EXTENSI
     wanted = _normalized_extensions(extensions)
     files: list[Path] = []
     problems: list[BadImageError] = []
-    visited: set[str] = set()
+    visited: set[str] = {os.path.realpath(folder) for folder in skip_folders}
 
     def report_unreadable_folder(error: OSError) -> None:
         problems.append(BadImageError(error.filename, _os_error_reason(error)))

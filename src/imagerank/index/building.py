@@ -63,8 +63,9 @@ class Building:
         again if the labels or vectors changed enough since its last fit (see `refit_stale`).
         """
         root = Path(root).resolve()
-        # Scan first: a missing folder must fail before the index is tied to it as its root.
-        scan = scan_image_files(root, extensions)
+        # Scan first: a missing folder must fail before the index is tied to it as its root. An index kept
+        # inside the folder it indexes never indexes its own files (thumbnails, uploads).
+        scan = scan_image_files(root, extensions, skip_folders=[self.directory])
         self._claim_root(root)
         files, unnamed = _storable(scan.files, root)
         report = IndexReport(skipped=sorted([*scan.problems, *unnamed], key=lambda error: str(error.path)))
