@@ -293,6 +293,46 @@ def test_an_index_inside_the_folder_it_indexes_leaves_its_own_files_out(
     index.close()
 
 
+def test_moved_renamed_or_touched_files_keep_their_vectors_without_being_embedded_again(
+    small_index: Index, small_sample: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _ids_by_path(small_index)
+    vectors = {path: small_index.store.vectors([image_id])[0] for path, image_id in before.items()}
+    embedded: list[Path] = []
+    real_encode = small_index.embedder.iter_encode_files
+
+    def recording_encode(files, *args, **kwargs):
+        embedded.extend(files)
+        return real_encode(files, *args, **kwargs)
+
+    monkeypatch.setattr(small_index.embedder, "iter_encode_files", recording_encode)
+    (small_sample / "strawberry").rename(small_sample / "fruit")
+    (small_sample / "laptop" / "image_0001.jpg").rename(small_sample / "laptop" / "renamed.jpg")
+    touched = small_sample / "dalmatian" / "image_0002.jpg"
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    shutil.copyfile(small_sample / "dalmatian" / "image_0003.jpg", small_sample / "dalmatian" / "copy.jpg")
+
+    report = small_index.sync(small_sample)
+
+    moved = {
+        f"fruit/{path.removeprefix('strawberry/')}": path for path in before if path.startswith("strawberry/")
+    }
+    moved["laptop/renamed.jpg"] = "laptop/image_0001.jpg"
+    assert sorted(report.reused) == sorted([*moved, "dalmatian/image_0002.jpg"])
+    assert sorted(report.indexed) == sorted([*report.reused, "dalmatian/copy.jpg"])
+    assert embedded == [small_sample.resolve() / "dalmatian" / "copy.jpg"]  # new content only
+    assert sorted(report.removed) == sorted(moved.values())
+    after = _ids_by_path(small_index)
+    assert after["dalmatian/image_0002.jpg"] == before["dalmatian/image_0002.jpg"]
+    for new_path, old_path in moved.items():
+        np.testing.assert_array_equal(small_index.store.vectors([after[new_path]])[0], vectors[old_path])
+    assert {record.label for record in small_index.records([after[path] for path in moved])} == {
+        "fruit",
+        "laptop",
+    }
+    assert "strawberry" not in small_index.store.labels() and len(small_index) == 13
+
+
 def test_a_file_gone_bad_keeps_its_indexed_vector(small_index: Index, small_sample: Path) -> None:
     before = _ids_by_path(small_index)
     target = small_sample / "strawberry" / "image_0003.jpg"

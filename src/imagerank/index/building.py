@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from imagerank.embedding.decoding import IMAGE_EXTENSIONS, scan_image_files
+from imagerank.embedding.decoding import IMAGE_EXTENSIONS, file_digest, scan_image_files
 from imagerank.embedding.embedder import Embedder
 from imagerank.errors import BadImageError, ImageRankError, ModelMismatchError, UnknownLabelError
 from imagerank.index.files import (
@@ -23,7 +23,7 @@ from imagerank.index.files import (
 )
 from imagerank.index.fitted import FittedMethod
 from imagerank.index.labelling import AssignedLabels
-from imagerank.store.base import DATABASE, write_json_atomically
+from imagerank.store.base import DATABASE, ImageRecord, write_json_atomically
 
 
 @dataclass
@@ -35,13 +35,17 @@ class IndexReport:
     removed: list[str] = field(default_factory=list)
     skipped: list[BadImageError] = field(default_factory=list)
     fitted: list[FittedMethod] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    """Of the indexed files, those whose content the index held already (moved, renamed, or only their time
+    changed): stored with the vector they had, not embedded again."""
     known_bad: list[str] = field(default_factory=list)
     """Of the skipped files, those skipped by an earlier run and unchanged since: not read again."""
 
     def summary(self) -> str:
         known = f" ({len(self.known_bad)} as before, not read again)" if self.known_bad else ""
+        reused = f" ({len(self.reused)} moved or touched, not embedded again)" if self.reused else ""
         return (
-            f"{len(self.indexed)} indexed, {len(self.unchanged)} unchanged, "
+            f"{len(self.indexed)} indexed{reused}, {len(self.unchanged)} unchanged, "
             f"{len(self.removed)} removed, {len(self.skipped)} skipped{known}"
         )
 
@@ -84,6 +88,7 @@ class Building:
                     report.known_bad.append(relative)
                 else:
                     changed.append(path)
+            changed = self._store_known_content(changed, root, known, present, report)
             first_skipped = len(report.skipped)
             self._embed_and_store(changed, root, batch_size, show_progress_bar, report)
             skipped_before.remember(
@@ -208,6 +213,46 @@ class Building:
             self.manifest["root"] = str(root)
             write_json_atomically(self.directory / "manifest.json", self.manifest)
         return root
+
+    def _store_known_content(
+        self,
+        files: list[Path],
+        root: Path,
+        known: dict[str, ImageRecord],
+        present: set[str],
+        report: IndexReport,
+    ) -> list[Path]:
+        """Store those of ``files`` whose content an indexed image has that left its path (moved, renamed) or
+        is about to be replaced at it (only its time changed), with that image's vector; return the others,
+        which need embedding. Files are hashed only when some indexed image left or changed."""
+        sources = {
+            record.digest: record
+            for path, record in known.items()
+            if path not in present and not path.startswith(UPLOADS_PREFIX)
+        }
+        replaced = (known.get(_relative(path, root)) for path in files)
+        sources |= {record.digest: record for record in replaced if record is not None}
+        if not sources:
+            return files
+        with AssignedLabels(self.directory / DATABASE) as assigned:
+            assignments = assigned.read()
+        records, source_ids, rest = [], [], []
+        for path in files:
+            try:
+                source = sources.get(file_digest(path))
+                record = _record_for(path, root) if source is not None else None
+            except OSError:
+                source = None  # unreadable now: embedding it reports why
+            if source is None:
+                rest.append(path)
+                continue
+            records.append(replace(record, label=assignments.get(record.path, record.label)))
+            source_ids.append(source.id)
+        if records:
+            self.store.upsert(records, self.store.vectors(source_ids))
+            report.indexed.extend(record.path for record in records)
+            report.reused.extend(record.path for record in records)
+        return rest
 
     def _embed_and_store(
         self,
