@@ -239,8 +239,9 @@ class Building:
         records, source_ids, rest = [], [], []
         for path in files:
             try:
-                source = sources.get(file_digest(path))
-                record = _record_for(path, root) if source is not None else None
+                digest = file_digest(path)
+                source = sources.get(digest)
+                record = _record_for(path, root, digest=digest) if source is not None else None
             except OSError:
                 source = None  # unreadable now: embedding it reports why
             if source is None:

@@ -89,16 +89,16 @@ def _same_stat(record: ImageRecord, path: Path) -> bool:
     return stat.st_size == record.size and stat.st_mtime_ns == record.mtime_ns
 
 
-def _record_for(path: Path, root: Path, prefix: str = "") -> ImageRecord:
-    """Metadata of an image file: relative path (after `prefix`), label (parent folder), digest, size, mtime,
-    oriented size."""
+def _record_for(path: Path, root: Path, prefix: str = "", digest: str | None = None) -> ImageRecord:
+    """Metadata of an image file: relative path (after `prefix`), label (parent folder), digest (read from
+    the file unless given), size, mtime, oriented size."""
     stat = path.stat()
     relative = _relative(path, root)
     width, height = _oriented_size(path)
     return ImageRecord(
         path=prefix + relative,
         label=folder_label(relative),
-        digest=file_digest(path),
+        digest=digest or file_digest(path),
         size=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
         width=width,
