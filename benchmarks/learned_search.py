@@ -143,7 +143,7 @@ def _gate_fully_open(index: Index, fitted, ids: np.ndarray) -> np.ndarray:
         kept = shortlist[(shortlist >= 0) & (shortlist != image_id)]
         candidates = normalized(index.store.vectors(kept.tolist()))
         query = normalized(query)
-        gate = ranker.gate(ranker.logits(query), ranker.logits(candidates), query @ candidates.T)
+        gate = ranker.gate(query, ranker.logits(query), ranker.logits(candidates), query @ candidates.T)
         opened.append(bool(gate[0, 0] == 1.0))
     return np.asarray(opened)
 

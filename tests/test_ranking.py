@@ -21,7 +21,7 @@ from imagerank.ranking import (
     top_k,
 )
 from imagerank.ranking._base import sharpened_posteriors
-from imagerank.ranking.hybrid import scaled_per_row
+from imagerank.ranking.hybrid import reference_rows, scaled_per_row
 from imagerank.ranking.rerank import _min_overlap
 
 ALL_METHODS = [*list_methods(), "probe+qe", "lda+kreciprocal", "probe+dba+qe"]
@@ -40,6 +40,12 @@ def clustered(n_labels=12, per_label=40, dim=24, informative=6, noise=1.4, seed=
     vectors = centres[index] + noise * rng.normal(size=(labels.size, dim)) / np.sqrt(dim / informative)
     order = rng.permutation(labels.size)
     return normalized(vectors[order] + 0.5 * rng.normal(size=dim)), labels[order]
+
+
+def gate_inputs(ranker, queries, candidates):
+    """What `HybridRanker.gate` takes, computed as its `score` computes it."""
+    queries, candidates = normalized(queries), normalized(candidates)
+    return queries, ranker.logits(queries), ranker.logits(candidates), queries @ candidates.T
 
 
 def fitted_rankings(method, vectors, labels, protocol):
@@ -240,7 +246,7 @@ def test_hybrid_scores_a_query_with_a_fully_open_gate_by_the_probe_alone(fallbac
     settings = {"similarity_weight": 0.0, "prior_weight": 0.0, "novelty_threshold": 0.3}
     ranker = HybridRanker(fallback_depth=fallback_depth, **settings)
     ranker.fit(vectors[split.train], labels[split.train], unlabelled)
-    gate = ranker.gate(ranker.logits(queries), ranker.logits(candidates), queries @ candidates.T).ravel()
+    gate = ranker.gate(*gate_inputs(ranker, queries, candidates)).ravel()
     opened, partly = np.flatnonzero(gate == 1.0), np.flatnonzero((gate > 0.05) & (gate < 1.0))
     assert len(opened) and len(partly)  # both kinds of query are in this split
     posteriors = [sharpened_posteriors(ranker.logits(v), ranker.sharpness) for v in (queries, candidates)]
@@ -273,7 +279,7 @@ def test_hybrid_gate_follows_the_probe_s_confidence_in_the_query_s_neighbourhood
     ranker = HybridRanker(prior_weight=0.0, novelty_threshold=0.3)  # the neighbourhood's evidence alone
     ranker.fit(vectors[split.train], labels[split.train], unlabelled)
     queries, candidates = vectors[split.queries], vectors[split.candidates]
-    gate = ranker.gate(ranker.logits(queries), ranker.logits(candidates), queries @ candidates.T).ravel()
+    gate = ranker.gate(*gate_inputs(ranker, queries, candidates)).ravel()
     on_unseen = np.isin(labels[split.queries], unseen)
     assert gate[~on_unseen].mean() > gate[on_unseen].mean() + 0.4
 
@@ -292,16 +298,89 @@ def test_hybrid_gate_opens_wider_in_a_collection_the_labels_cover_and_narrower_i
     queries, candidates = vectors[split.queries], vectors[split.candidates]
 
     def gates(ranker):
-        logits = ranker.logits(queries), ranker.logits(candidates)
-        with_prior = ranker.gate(*logits, queries @ candidates.T).ravel()
+        inputs = gate_inputs(ranker, queries, candidates)
+        with_prior = ranker.gate(*inputs).ravel()
         ranker.prior_weight = 0.0
-        return with_prior, ranker.gate(*logits, queries @ candidates.T).ravel()
+        return with_prior, ranker.gate(*inputs).ravel()
 
     for ranker, wider in ((covered, True), (uncovered, False)):
         with_prior, without = gates(ranker)
         partly = (without > 0.01) & (without < 0.99)
         assert partly.sum() >= 5
         assert ((with_prior[partly] > without[partly]) == wider).all()
+
+
+def test_hybrid_gate_shuts_for_queries_nearer_the_collection_than_any_labelled_image():
+    vectors, labels = clustered(n_labels=16, seed=12, noise=0.5)
+    unseen = np.unique(labels)[::2]
+    split = Protocol(name="half", unseen_labels=tuple(unseen.tolist())).split(labels)
+    unlabelled = vectors[np.concatenate([split.candidates, split.queries])]
+    queries, candidates = vectors[split.queries], vectors[split.candidates]
+    ranker = HybridRanker(prior_weight=0.0, novelty_threshold=0.3)
+    ranker.fit(vectors[split.train], labels[split.train], unlabelled)
+    on_unseen = np.isin(labels[split.queries], unseen)
+    inputs = gate_inputs(ranker, queries, candidates)
+    nearer = ranker.nearer_than_labels(inputs[0], inputs[3])
+    assert nearer.max() <= ranker.gate_neighbours
+    assert np.median(nearer[on_unseen]) >= 5 > 1 >= np.median(nearer[~on_unseen])
+    with_references = ranker.gate(*inputs).ravel()
+    ranker.reference_weight = 0.0
+    without = ranker.gate(*inputs).ravel()
+    assert with_references[on_unseen].mean() < 0.5 * without[on_unseen].mean()  # 0.003 against 0.072
+    assert with_references[~on_unseen].mean() > without[~on_unseen].mean() + 0.03  # 0.54 against 0.48
+
+
+def test_hybrid_does_not_count_near_copies_of_the_query_as_nearer_than_the_labels():
+    vectors, labels = clustered(n_labels=8, seed=5, noise=0.5)
+    split = Protocol(name="half", unseen_labels=()).split(labels)
+    ranker = HybridRanker().fit(vectors[split.train], labels[split.train], vectors[split.candidates])
+    queries, candidates = normalized(vectors[split.queries]), normalized(vectors[split.candidates])
+    copies = normalized(queries + 0.01 * np.random.default_rng(0).normal(size=queries.shape))
+    to_copy = (queries * copies).sum(axis=1, keepdims=True)  # each query's similarity to its own copy
+    nearest_reference = (queries @ ranker.references_.T).max(axis=1, keepdims=True)
+    assert (to_copy > 0.99).all() and (to_copy > nearest_reference).all()
+    assert (ranker.nearer_than_labels(queries, to_copy) == 0).all()
+    assert (ranker.nearer_than_labels(queries, to_copy - 0.05) == 1).all()  # no copy: nearer, counted
+    plain = queries @ candidates.T
+    with_copies = ranker.nearer_than_labels(queries, np.concatenate([plain, to_copy], axis=1))
+    assert (with_copies <= ranker.nearer_than_labels(queries, plain)).all()
+
+
+def test_hybrid_keeps_a_fixed_sample_of_each_label_as_references():
+    labels = np.array(["many"] * 100 + ["few"] * 10 + ["one"])
+    rows = reference_rows(labels, limit=60)
+    assert (np.diff(rows) > 0).all()
+    assert {name: int((labels[rows] == name).sum()) for name in ("many", "few", "one")} == {
+        "many": 20,
+        "few": 10,
+        "one": 1,
+    }
+    np.testing.assert_array_equal(rows, reference_rows(labels, limit=60))  # the same sample every fit
+    assert len(reference_rows(labels, limit=2)) == 3  # one of each label, even beyond the limit
+    vectors, labels = clustered(n_labels=4)
+    ranker = HybridRanker().fit(vectors, labels)
+    np.testing.assert_allclose(ranker.references_, vectors[reference_rows(labels)], atol=1e-6)
+
+
+def test_hybrid_fitted_before_the_references_scores_as_without_them():
+    vectors, labels = clustered(n_labels=8, seed=3)
+    split = Protocol(name="half", unseen_labels=tuple(np.unique(labels)[::2].tolist())).split(labels)
+    ranker = HybridRanker().fit(vectors[split.train], labels[split.train], vectors[split.candidates])
+    queries, candidates = vectors[split.queries], vectors[split.candidates]
+    assert not np.allclose(
+        ranker.score(queries, candidates), _without_references(ranker).score(queries, candidates)
+    )
+    for name in ("references_", "reference_weight", "reference_margin"):
+        del ranker.__dict__[name]  # as a fit pickled before they existed unpickles
+    np.testing.assert_allclose(
+        ranker.score(queries, candidates), _without_references(ranker).score(queries, candidates)
+    )
+
+
+def _without_references(ranker):
+    clone = HybridRanker(reference_weight=0.0)
+    clone.__dict__.update({k: v for k, v in vars(ranker).items() if k.endswith("_")})
+    return clone
 
 
 def test_init_only_stores_parameters_and_fit_returns_self():
