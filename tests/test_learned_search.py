@@ -170,7 +170,11 @@ def test_a_fit_learns_from_the_unlabelled_images_or_a_fixed_sample_of_them_over_
         assert not same_fit(index.fit(), np.arange(len(labels)))
         monkeypatch.setattr(fitted_module, "POOL_LIMIT", 4)
         sample = np.sort(np.random.default_rng(0).choice(unlabelled, 4, replace=False))
-        assert same_fit(index.fit(), sample)
+        fitted = index.fit()
+        assert same_fit(fitted, sample)
+        # the gate still expects as many unlabelled images per labelled one as the index holds, not the sample
+        references = len(fitted.ranker.references_)
+        assert fitted.ranker.unlabelled_per_reference_ == pytest.approx(6 / references)
 
 
 def test_probe_products_kept_with_the_fit_are_used_only_for_images_unchanged_since(

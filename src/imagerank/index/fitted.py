@@ -138,8 +138,7 @@ def store_snapshot(store: VectorStore) -> Snapshot:
 def fit_method(store: VectorStore, method: str, vector_id: str) -> FittedMethod:
     """Fit ``method`` on the labelled images of ``store``, with the rest as the unlabelled pool.
 
-    A method that needs labels is replaced by :data:`UNSUPERVISED_FALLBACK` when the index has fewer than
-    2 labels; ``info.note`` says so.
+    A method that needs labels is replaced by :data:`UNSUPERVISED_FALLBACK` below 2 labels (``info.note``).
     """
     method = checked_method(method)
     change_count = getattr(store, "change_count", None)  # read first: a write after it is counted again
@@ -157,9 +156,10 @@ def fit_method(store: VectorStore, method: str, vector_id: str) -> FittedMethod:
         )
     started = time.perf_counter()
     vectors = store.vectors(snapshot.ids.tolist()) if len(snapshot.ids) else np.zeros((0, store.dim))
-    if len(unlabelled := np.flatnonzero(~labelled)) > POOL_LIMIT:  # a sample, not a copy of a million
+    if (n_unlabelled := len(unlabelled := np.flatnonzero(~labelled))) > POOL_LIMIT:  # a sample, not a copy
         unlabelled = np.sort(np.random.default_rng(0).choice(unlabelled, POOL_LIMIT, replace=False))
-    ranker.fit(vectors[labelled], snapshot.labels[labelled].astype(str), vectors[unlabelled])
+    in_all = {"n_unlabelled": n_unlabelled} if isinstance(ranker, HybridRanker) else {}  # beyond the sample
+    ranker.fit(vectors[labelled], snapshot.labels[labelled].astype(str), vectors[unlabelled], **in_all)
     info = FitInfo(
         method=method,
         fitted_method=fitted_method,
@@ -179,8 +179,8 @@ def fit_method(store: VectorStore, method: str, vector_id: str) -> FittedMethod:
 
 
 def fingerprints(vectors: np.ndarray, count: int = 16) -> np.ndarray:
-    """The bits of each vector at ``count`` fixed, evenly spread coordinates: another embedding (another
-    image's content) matching all of them exactly is not a real possibility, and they cost nothing to read."""
+    """The bits of each vector at ``count`` fixed, evenly spread coordinates: no other image's embedding
+    matches them all, and they cost nothing to read."""
     columns = np.linspace(0, vectors.shape[1] - 1, min(count, vectors.shape[1])).astype(np.int64)
     return np.ascontiguousarray(np.asarray(vectors, dtype=np.float32)[:, columns]).view(np.uint32)
 
