@@ -102,7 +102,7 @@ class HybridRanker(Ranker):
     nearer than any labelled one. A difference of similarities in its place (30 times the nearest labelled
     image's similarity less the nearest candidate's, plus 0.025) did as well on MobileNetV2 (0.901 / 0.869)
     but cost EfficientNet-Lite0 alone, which chose nothing, 0.0025 on the seed protocol; the count costs
-    it 0.0006 (0.899 / 0.846, ``dba+kreciprocal`` 0.846). On the mixed protocols (the same training labels,
+    it 0.0004 (0.8996 / 0.8463, ``dba+kreciprocal`` 0.8459). On the mixed protocols (the same training labels,
     every category's queries and candidates in one collection) it beats both sides: MobileNetV2 0.816 /
     0.824 / 0.812 on halves 100 / 101 / 102 (0.809 / 0.817 / 0.804 without the nearness, 0.799 / 0.813 /
     0.798 without the prior either), ``dba+kreciprocal`` 0.797, ``probe+qe`` 0.759 / 0.762 / 0.742.
